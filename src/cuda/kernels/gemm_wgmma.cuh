@@ -1,0 +1,388 @@
+// moekit CUDA kernels: the grouped GEMM on Hopper tensor cores (wgmma, sm_90a only), for the
+// tall tiles (BM = 128 rows of one expert) and weights in the default [N, K] layout. Same
+// contract, tile list, CTA order and epilogues as grouped_gemm_tc_kernel (gemm_tc.cuh), which it
+// replaces for BM = 128 on compute capability 9.0 (gemm_dispatch.cuh chooses at run time).
+//
+// CTA: 128 rows x BN (256 or 128) weight rows x BK = 64, two warpgroups (256 threads);
+// warpgroup w computes rows [64w, 64w + 64) x all BN columns with wgmma.m64nBNk16 (fp32
+// accumulators, BN / 2 registers per thread), both operands read from shared memory through
+// descriptors. Loads: every thread issues 16-byte cp.async copies (A: gathered token rows, which
+// TMA cannot fetch; B: weight rows) into 128-byte rows swizzled by chunk ^ (row & 7), which is
+// exactly the wgmma 128B-swizzle K-major layout when each stage starts on a 1024-byte boundary
+// (8 rows x 128 B per swizzle atom: SBO = 1024 B; a k16 step inside the atom advances the start
+// address by 32 B). Pipeline: STAGES buffers; each warpgroup keeps one wgmma group in flight
+// (wgmma.wait_group 1) while it issues the next, so the buffer of k-tile kt - 1 is free only after
+// that wait: loads run STAGES - 2 k-tiles ahead with one CTA barrier per k-tile, or STAGES - 1
+// ahead with a second barrier after the wait (WgmmaConfig::AHEAD). After its cp.async copies
+// land, each thread runs fence.proxy.async (generic-proxy writes read by the async proxy) before
+// the CTA barrier.
+//
+// A warpgroup whose 64 rows all lie past the tile's rows issues no wgmma (the tile's second
+// half for tiles of <= 64 rows). Compiled only for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); in other
+// device passes the kernel body is empty and the host never launches it there.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdlib>
+
+#include "gemm_tc.cuh"
+
+namespace moekit::cuda::kernels {
+
+// BN weight rows per CTA; STAGES shared-memory buffers; MIN_BLOCKS CTAs per SM; AHEAD: k-tiles
+// the loads run ahead of the wgmma (STAGES - 2 with one barrier per k-tile, STAGES - 1 with a
+// second barrier after the wgmma wait that frees the buffer of k-tile kt - 1 for reuse).
+template <int BN_, int STAGES_, int MIN_BLOCKS_, int AHEAD_>
+struct WgmmaConfig {
+  static constexpr int BM = 128, BN = BN_, BK = 64, STAGES = STAGES_, THREADS = 256;
+  static constexpr int MIN_BLOCKS = MIN_BLOCKS_, AHEAD = AHEAD_;
+  static constexpr int A_STAGE = BM * BK, B_STAGE = BN * BK;  // elements
+  static constexpr int SMEM_BYTES = STAGES * (A_STAGE + B_STAGE) * 2 + 1024;  // + alignment slack
+  static_assert(AHEAD == STAGES - 1 || AHEAD == STAGES - 2, "pipeline depth");
+};
+//                                 BN  stages CTAs/SM ahead
+using WgmmaV1 = WgmmaConfig<256, 4, 1, 2>;  // v3: one barrier per k-tile
+using WgmmaV2 = WgmmaConfig<256, 4, 1, 3>;  // v4a: loads 3 k-tiles ahead
+using WgmmaV3 = WgmmaConfig<128, 3, 2, 2>;  // v4b: 2 CTAs per SM overlap prologues and epilogues
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MOEKIT_WGMMA_DEVICE 1
+#endif
+
+#ifdef MOEKIT_WGMMA_DEVICE
+// 128B-swizzle K-major descriptor: start >> 4, LBO 1 (unused with this swizzle), SBO 1024 B.
+__device__ __forceinline__ std::uint64_t wgmma_desc(unsigned smem_addr) {
+  return std::uint64_t((smem_addr & 0x3FFFF) >> 4) | (std::uint64_t(1) << 16) | (std::uint64_t(1024 >> 4) << 32) |
+         (std::uint64_t(1) << 62);
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+// Waits until at most N wgmma groups are in flight. Touches no accumulator: a use of a register
+// that an in-flight wgmma writes makes ptxas insert a full wait (C7517).
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// After the last wait: keeps the accumulators' reads (the epilogue) after it.
+template <int NR>
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[NR]) {
+#pragma unroll
+  for (int i = 0; i < NR; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+__device__ __forceinline__ void wgmma_m64n256k16_bf16(float (&d)[128], std::uint64_t da, std::uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, "
+      "%128, %129, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+          "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+          "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+          "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+          "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+          "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+          "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+          "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+          "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(da), "l"(db), "r"(1));
+}
+
+__device__ __forceinline__ void wgmma_m64n256k16_f16(float (&d)[128], std::uint64_t da, std::uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, "
+      "%128, %129, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+          "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+          "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+          "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+          "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+          "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+          "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+          "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+          "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(da), "l"(db), "r"(1));
+}
+
+__device__ __forceinline__ void wgmma_m64n128k16_bf16(float (&d)[64], std::uint64_t da, std::uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "%64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(1));
+}
+
+__device__ __forceinline__ void wgmma_m64n128k16_f16(float (&d)[64], std::uint64_t da, std::uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "%64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(1));
+}
+
+template <class T, int BN>
+__device__ __forceinline__ void wgmma_tile_k16(float (&d)[BN / 2], std::uint64_t da, std::uint64_t db) {
+  if constexpr (BN == 256) {
+    if constexpr (std::is_same_v<T, __half>) wgmma_m64n256k16_f16(d, da, db);
+    else wgmma_m64n256k16_bf16(d, da, db);
+  } else {
+    static_assert(BN == 128, "BN is 128 or 256");
+    if constexpr (std::is_same_v<T, __half>) wgmma_m64n128k16_f16(d, da, db);
+    else wgmma_m64n128k16_bf16(d, da, db);
+  }
+}
+#endif
+
+template <class T, class Cfg>
+__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wgmma_kernel(const GroupedGemmParams p) {
+#ifdef MOEKIT_WGMMA_DEVICE
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES, THREADS = Cfg::THREADS;
+  extern __shared__ __align__(1024) unsigned char wgmma_smem[];
+  // Each stage must start on a 1024-byte boundary (the swizzle atom): align the base by hand.
+  const unsigned raw_addr = smem_u32(wgmma_smem);
+  unsigned char* const smem = wgmma_smem + ((1024 - (raw_addr & 1023)) & 1023);
+  T* const sA = reinterpret_cast<T*>(smem);
+  T* const sB = sA + STAGES * Cfg::A_STAGE;
+
+  int m_index, n_block;
+  tile_order(p, m_index, n_block);
+  const int ntiles = p.num_tiles ? *p.num_tiles : p.tile_slots;
+  if (m_index >= ntiles) return;
+  const Tile tile = p.tiles[m_index];
+  if (tile.rows <= 0) return;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  // Warpgroup wg computes rows [64 wg, 64 wg + 64). Broadcast from lane 0 so that the compiler
+  // sees warp-uniform values (a branch it thinks divergent around wgmma serialises them).
+  const int wg = __shfl_sync(0xffffffffu, warp >> 2, 0);
+  const bool wg_active = __shfl_sync(0xffffffffu, wg * 64 < tile.rows ? 1 : 0, 0) != 0;
+
+  // ---- per-thread source pointers, fixed over the K loop: chunk tid % 8 of rows tid / 8 + 32 j ----
+  constexpr int A_PER_THREAD = BM * BK / 8 / THREADS;  // 4
+  constexpr int B_PER_THREAD = BN * BK / 8 / THREADS;  // 8 (BN 256) or 4
+  constexpr int ROWS_PER_PASS = THREADS / (BK / 8);    // 32
+  const int kc = tid % (BK / 8);
+  const int row_base = tid / (BK / 8);
+  const T* a_src[A_PER_THREAD];
+  bool a_ok[A_PER_THREAD];
+#pragma unroll
+  for (int j = 0; j < A_PER_THREAD; ++j) {
+    const int row = row_base + j * ROWS_PER_PASS;
+    a_ok[j] = row < tile.rows;
+    const int r = tile.row0 + (a_ok[j] ? row : 0);
+    const int src_row = (p.a_rows ? p.a_rows[r] : r) / p.a_div;
+    a_src[j] = static_cast<const T*>(p.a) + std::int64_t(src_row) * p.lda + kc * 8;
+  }
+  const T* const b_expert = static_cast<const T*>(p.b) + std::int64_t(tile.expert) * p.b_expert_stride;
+  const T* b_src[B_PER_THREAD];
+  bool b_ok[B_PER_THREAD];
+#pragma unroll
+  for (int j = 0; j < B_PER_THREAD; ++j) {
+    int w;
+    b_ok[j] = weight_index(p, n_block, BN, row_base + j * ROWS_PER_PASS, w);
+    b_src[j] = b_expert + (b_ok[j] ? std::int64_t(w) * p.ldb : 0) + kc * 8;
+  }
+
+  const int ktiles = (p.kdim + BK - 1) / BK;
+  auto load_stage = [&](int stage, int kt) {
+    const int k0 = kt * BK;
+    const bool kin = k0 + kc * 8 < p.kdim;
+    T* a_dst = sA + stage * Cfg::A_STAGE;
+#pragma unroll
+    for (int j = 0; j < A_PER_THREAD; ++j) {
+      const bool ok = a_ok[j] && kin;
+      cp_async16(smem_u32(a_dst + swz(row_base + j * ROWS_PER_PASS, kc, BK / 8)), ok ? a_src[j] + k0 : p.a, ok);
+    }
+    T* b_dst = sB + stage * Cfg::B_STAGE;
+#pragma unroll
+    for (int j = 0; j < B_PER_THREAD; ++j) {
+      const bool ok = b_ok[j] && kin;
+      cp_async16(smem_u32(b_dst + swz(row_base + j * ROWS_PER_PASS, kc, BK / 8)), ok ? b_src[j] + k0 : p.b, ok);
+    }
+  };
+
+  constexpr int AHEAD = Cfg::AHEAD;
+  float acc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+
+#pragma unroll
+  for (int s = 0; s < AHEAD; ++s) {
+    if (s < ktiles) load_stage(s, s);
+    cp_async_commit();
+  }
+
+  const unsigned a_base = smem_u32(sA) + unsigned(wg * 64 * BK * 2);
+  const unsigned b_base = smem_u32(sB);
+  for (int kt = 0; kt < ktiles; ++kt) {
+    cp_async_wait<AHEAD - 1>();  // this thread's copies of k-tile kt have landed
+    fence_proxy_async();         // ... and are visible to the async proxy (wgmma)
+    __syncthreads();             // everyone's copies (and, AHEAD = STAGES - 2: wgmma(kt - 2) is done)
+    if constexpr (AHEAD == STAGES - 2) {
+      const int next = kt + AHEAD;  // into the buffer wgmma(kt - 2) read
+      if (next < ktiles) load_stage(next % STAGES, next);
+      cp_async_commit();
+    }
+    if (wg_active) {
+      const int s = kt % STAGES;
+      const unsigned a_s = a_base + unsigned(s * Cfg::A_STAGE * 2);
+      const unsigned b_s = b_base + unsigned(s * Cfg::B_STAGE * 2);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk)
+        wgmma_tile_k16<T, BN>(acc, wgmma_desc(a_s + kk * 32), wgmma_desc(b_s + kk * 32));
+      wgmma_commit();
+      wgmma_wait<1>();  // wgmma(kt - 1) is done: its buffer may be refilled after a barrier
+    }
+    if constexpr (AHEAD == STAGES - 1) {
+      __syncthreads();  // wgmma(kt - 1) is done in both warpgroups
+      const int next = kt + AHEAD;  // into the buffer wgmma(kt - 1) read
+      if (next < ktiles) load_stage(next % STAGES, next);
+      cp_async_commit();
+    }
+  }
+  cp_async_wait<0>();
+  if (!wg_active) return;
+  wgmma_wait<0>();
+  wgmma_fence_operands(acc);
+
+  // ---- epilogue: acc[4 j + c] = row 16 (warp % 4) + g (+8 for c >= 2), column 8 j + 2 t4 (+1) ----
+  const int g = lane >> 2, t4 = lane & 3;
+  const int wm0 = wg * 64 + (warp & 3) * 16;
+  const T* bias = p.bias ? static_cast<const T*>(p.bias) + std::int64_t(tile.expert) * p.n_weights : nullptr;
+  auto bias_at = [&](int w) { return bias ? to_f32(bias[w]) : 0.0f; };
+  constexpr int NJ = BN / 8;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int lr = wm0 + g + h * 8;
+    if (lr >= tile.rows) continue;
+    const std::int64_t row = tile.row0 + lr;
+    if (p.epilogue == Epilogue::down) {
+      float* out = static_cast<float*>(p.out) + row * p.ldo;
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        const int n = n_block * BN + j * 8 + t4 * 2;
+        if (n < p.n_weights) {
+          const float2 v = make_float2(acc[4 * j + 2 * h] + bias_at(n), acc[4 * j + 2 * h + 1] + bias_at(n + 1));
+          *reinterpret_cast<float2*>(out + n) = v;
+        }
+      }
+    } else if (p.epilogue == Epilogue::gate_concatenated) {
+      T* out = static_cast<T*>(p.out) + row * p.ldo;
+#pragma unroll
+      for (int q = 0; q < NJ / 2; ++q) {
+        const int ii = n_block * (BN / 2) + q * 8 + t4 * 2;
+        if (ii < p.inter) {
+          float v[2];
+#pragma unroll
+          for (int c = 0; c < 2; ++c)
+            v[c] = gate_value(acc[4 * (2 * q) + 2 * h + c] + bias_at(ii + c),
+                              acc[4 * (2 * q + 1) + 2 * h + c] + bias_at(p.inter + ii + c), p.act);
+          out[ii] = from_f32<T>(v[0]);
+          out[ii + 1] = from_f32<T>(v[1]);
+        }
+      }
+    } else if (p.epilogue == Epilogue::gate_interleaved) {
+      T* out = static_cast<T*>(p.out) + row * p.ldo;
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        const int w = n_block * BN + j * 8 + t4 * 2;  // even: the gate row
+        if (w < p.n_weights)
+          out[w / 2] = from_f32<T>(
+              gate_value(acc[4 * j + 2 * h] + bias_at(w), acc[4 * j + 2 * h + 1] + bias_at(w + 1), p.act));
+      }
+    } else {
+      T* out = static_cast<T*>(p.out) + row * p.ldo;
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        const int n = n_block * BN + j * 8 + t4 * 2;
+        if (n < p.n_weights) {
+          out[n] = from_f32<T>(act_value(acc[4 * j + 2 * h] + bias_at(n), p.act.act));
+          out[n + 1] = from_f32<T>(act_value(acc[4 * j + 2 * h + 1] + bias_at(n + 1), p.act.act));
+        }
+      }
+    }
+  }
+#endif
+}
+
+// Which wgmma kernel runs on the current device: 0 = none (compute capability other than 9.0,
+// where the sm_90a cubin does not load, or MOEKIT_CUDA_WGMMA=0), else the variant 1..3 (default
+// kWgmmaDefault; MOEKIT_CUDA_WGMMA=N picks another: an A/B knob for the benchmark, read on every
+// call like MOEKIT_CUDA_TILE_M).
+inline constexpr int kWgmmaDefault = 2;
+inline int wgmma_variant() {
+  int variant = kWgmmaDefault;
+  if (const char* env = std::getenv("MOEKIT_CUDA_WGMMA"); env && env[0] >= '0' && env[0] <= '3' && env[1] == 0)
+    variant = env[0] - '0';
+  if (variant == 0) return 0;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
+  if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return 0;
+  return major == 9 && minor == 0 ? variant : 0;
+}
+
+template <class T, class Cfg>
+cudaError_t launch_grouped_gemm_wgmma_cfg(const GroupedGemmParams& p, int tile_slots, cudaStream_t stream) {
+  if (tile_slots <= 0) return cudaSuccess;
+  auto kernel = grouped_gemm_wgmma_kernel<T, Cfg>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
+  if (err != cudaSuccess) return err;
+  GroupedGemmParams q = p;
+  q.tile_slots = tile_slots;
+  q.n_blocks = tc_grid_n<Cfg>(p);
+  const long long blocks = static_cast<long long>(tile_slots) * q.n_blocks;
+  if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
+  kernel<<<unsigned(blocks), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(q);
+  return cudaGetLastError();
+}
+
+template <class T>
+cudaError_t launch_grouped_gemm_wgmma(const GroupedGemmParams& p, int variant, int tile_slots, cudaStream_t stream) {
+  switch (variant) {
+    case 1: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV1>(p, tile_slots, stream);
+    case 2: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV2>(p, tile_slots, stream);
+    case 3: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV3>(p, tile_slots, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace moekit::cuda::kernels

@@ -1,0 +1,41 @@
+// moekit CUDA kernels: element conversions and the tile list every grouped kernel reads.
+// Framework-free: raw pointers and template parameters only (no moekit types).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace moekit::cuda::kernels {
+
+// One block of rows that share an expert: rows [row0, row0 + rows) of the (sorted) pair order.
+// Written on the device by the routing preparation, so no launch needs the routing on the host.
+struct alignas(16) Tile {
+  int expert;
+  int row0;
+  int rows;  // 0: nothing to do (a sentinel pair, or a slot past the last tile)
+  int unused;
+};
+
+template <class T> __device__ __forceinline__ float to_f32(T v);
+template <> __device__ __forceinline__ float to_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <> __device__ __forceinline__ float to_f32<__half>(__half v) { return __half2float(v); }
+
+// Round to nearest even, as the host conversions and the reference do.
+template <class T> __device__ __forceinline__ T from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
+
+// An expert id is usable only when 0 <= id < E. Sentinels (>= E) contribute nothing by contract;
+// negative ids are errors the host cannot see without a sync, so the kernels treat them exactly
+// like sentinels instead of ever indexing with them.
+template <class Id>
+__device__ __forceinline__ int expert_or_none(Id id, int experts) {
+  return (id >= Id(0) && id < Id(experts)) ? int(id) : experts;
+}
+
+}  // namespace moekit::cuda::kernels

@@ -1,0 +1,225 @@
+// The shared steps of the CUDA backends; see pipeline.hpp for the workspace layout.
+#include "cuda/pipeline.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "cuda/common.hpp"
+#include "cuda/kernels/combine.cuh"
+#include "cuda/kernels/gemm_dispatch.cuh"
+#include "cuda/kernels/routing.cuh"
+
+namespace moekit::cuda {
+
+extern template cudaError_t kernels::launch_grouped_gemm<__nv_bfloat16>(const kernels::GroupedGemmParams&, bool,
+                                                                        bool, int, int, cudaStream_t);
+extern template cudaError_t kernels::launch_grouped_gemm<__half>(const kernels::GroupedGemmParams&, bool, bool, int,
+                                                                 int, cudaStream_t);
+extern template cudaError_t kernels::launch_grouped_gemm<float>(const kernels::GroupedGemmParams&, bool, bool, int,
+                                                                int, cudaStream_t);
+
+namespace {
+
+constexpr std::size_t kAlign = 256;
+constexpr int kMinTileRows = 16;  // the smallest bm of any plan: sizes the tile list
+
+std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+// Rows per tile for the tensor-core path from the mean rows per expert, T*K/E (sizes only).
+// Weight slices are streamed once per tile; a tile a bit taller than the mean keeps most experts
+// to one tile, and taller tiles re-use each loaded weight slice for more rows.
+int tc_tile_rows(const ExpertsProblem& p) {
+  if (const char* env = std::getenv("MOEKIT_CUDA_TILE_M")) {  // tuning knob, see docs/perf-notes.md
+    const int bm = std::atoi(env);
+    if (!kernels::tc_tile_rows_supported(bm))
+      throw Error(Errc::invalid_argument, "MOEKIT_CUDA_TILE_M must be 16, 32, 64 or 128, got '" + std::string(env) + "'");
+    return bm;
+  }
+  const double mean = double(p.tokens) * double(p.top_k) / double(p.experts);
+  for (int bm : {16, 32, 64})
+    if (1.25 * mean <= bm) return bm;
+  return 128;
+}
+
+kernels::Act to_kernel(Activation a) {
+  switch (a) {
+    case Activation::silu: return kernels::Act::silu;
+    case Activation::gelu: return kernels::Act::gelu;
+    case Activation::gelu_tanh: return kernels::Act::gelu_tanh;
+    case Activation::relu: return kernels::Act::relu;
+    case Activation::clamped_swiglu: return kernels::Act::clamped_swiglu;
+  }
+  return kernels::Act::silu;
+}
+
+std::string step(const char* who, const char* what) { return std::string(who) + " (cuda): " + what; }
+
+cudaError_t dispatch_gemm(DType dtype, const kernels::GroupedGemmParams& g, bool kn, const GemmPlan& plan, int slots,
+                          cudaStream_t stream) {
+  switch (dtype) {
+    case DType::bf16: return kernels::launch_grouped_gemm<__nv_bfloat16>(g, kn, plan.tensor_cores, plan.bm, slots, stream);
+    case DType::f16: return kernels::launch_grouped_gemm<__half>(g, kn, plan.tensor_cores, plan.bm, slots, stream);
+    case DType::f32: return kernels::launch_grouped_gemm<float>(g, kn, plan.tensor_cores, plan.bm, slots, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace
+
+GemmPlan plan_gemms(const ExpertsCall& call, const ExpertsProblem& p, Strategy s) {
+  GemmPlan plan;
+  const bool half = p.dtype == DType::bf16 || p.dtype == DType::f16;
+  plan.tensor_cores = half && p.hidden % 8 == 0 && p.intermediate % 8 == 0 &&
+                      call.hidden_states.strides[0] % 8 == 0 && aligned16(call.hidden_states.data) &&
+                      aligned16(call.gate_up_proj.data) && aligned16(call.down_proj.data);
+  if (!plan.tensor_cores) plan.bm = kernels::kSimtBM;
+  else if (s == Strategy::batched) plan.bm = kMinTileRows;  // one pair per tile
+  else plan.bm = tc_tile_rows(p);
+  return plan;
+}
+
+WorkspaceLayout workspace_layout(const ExpertsProblem& p, Strategy s) {
+  const std::size_t N = std::size_t(p.tokens * p.top_k);
+  const std::size_t E = std::size_t(p.experts);
+  const std::size_t hsize = p.dtype == DType::f32 ? 4 : 2;
+  WorkspaceLayout l;
+  std::size_t at = 0;
+  auto take = [&](std::size_t bytes) {
+    const std::size_t here = at;
+    at += align_up(bytes);
+    return here;
+  };
+  if (s == Strategy::batched) {
+    l.tile_slots = int(N);
+    l.inv = take(N * 4);
+    l.tiles = take(N * sizeof(kernels::Tile));
+  } else {
+    l.tile_slots = int((N + kMinTileRows - 1) / kMinTileRows + std::min(E, N));
+    l.offsets = take((E + 1) * 4);
+    l.perm = take(N * 4);
+    l.inv = take(N * 4);
+    l.tiles = take(std::size_t(l.tile_slots) * sizeof(kernels::Tile));
+    l.num_tiles = take(4);
+  }
+  l.h = take(N * std::size_t(p.intermediate) * hsize);
+  l.y = take(N * std::size_t(p.hidden) * 4);
+  l.bytes = at;
+  return l;
+}
+
+void launch_grouped_routing(const ExpertsCall& call, const ExpertsProblem& p, int bm, Workspace ws,
+                            const WorkspaceLayout& l, cudaStream_t stream, const char* who) {
+  const int T = int(p.tokens), K = int(p.top_k), E = int(p.experts);
+  const std::int64_t stride = call.top_k_index.strides[0];
+  auto* offsets = at<int>(ws, l.offsets);
+  auto* perm = at<int>(ws, l.perm);
+  auto* inv = at<int>(ws, l.inv);
+  auto* tiles = at<kernels::Tile>(ws, l.tiles);
+  auto* num_tiles = at<int>(ws, l.num_tiles);
+  const cudaError_t err =
+      p.index_dtype == DType::i32
+          ? kernels::launch_grouped_routing(call.top_k_index.as<const std::int32_t>(), stride, T, K, E, bm, offsets,
+                                            perm, inv, tiles, num_tiles, stream)
+          : kernels::launch_grouped_routing(call.top_k_index.as<const std::int64_t>(), stride, T, K, E, bm, offsets,
+                                            perm, inv, tiles, num_tiles, stream);
+  check(err, step(who, "routing preparation").c_str());
+}
+
+void launch_batched_routing(const ExpertsCall& call, const ExpertsProblem& p, Workspace ws, const WorkspaceLayout& l,
+                            cudaStream_t stream, const char* who) {
+  const int T = int(p.tokens), K = int(p.top_k), E = int(p.experts);
+  const std::int64_t stride = call.top_k_index.strides[0];
+  auto* inv = at<int>(ws, l.inv);
+  auto* tiles = at<kernels::Tile>(ws, l.tiles);
+  const cudaError_t err =
+      p.index_dtype == DType::i32
+          ? kernels::launch_batched_routing(call.top_k_index.as<const std::int32_t>(), stride, T, K, E, inv, tiles, stream)
+          : kernels::launch_batched_routing(call.top_k_index.as<const std::int64_t>(), stride, T, K, E, inv, tiles, stream);
+  check(err, step(who, "routing preparation").c_str());
+}
+
+void launch_expert_gemms(const ExpertsCall& call, const ExpertsProblem& p, const GemmPlan& plan,
+                         const kernels::Tile* tiles, const int* num_tiles, int slots, const int* a_rows, void* h,
+                         float* y, cudaStream_t stream, const char* who) {
+  const ExpertsOptions& o = p.options;
+  const std::int64_t H = p.hidden, I = p.intermediate, R = p.gate_up_rows();
+  kernels::ActParams act{to_kernel(o.activation), o.swiglu_alpha, o.swiglu_limit};
+
+  kernels::GroupedGemmParams g1;
+  g1.tiles = tiles;
+  g1.num_tiles = num_tiles;
+  g1.a = call.hidden_states.data;
+  g1.lda = call.hidden_states.strides[0];
+  g1.a_rows = a_rows;
+  g1.a_div = int(p.top_k);
+  g1.b = call.gate_up_proj.data;
+  g1.b_expert_stride = R * H;
+  g1.ldb = o.transposed ? R : H;
+  g1.n_weights = int(R);
+  g1.kdim = int(H);
+  g1.inter = int(I);
+  g1.epilogue = !o.has_gate ? kernels::Epilogue::no_gate
+                : o.gate_layout == GateLayout::interleaved ? kernels::Epilogue::gate_interleaved
+                                                           : kernels::Epilogue::gate_concatenated;
+  g1.bias = p.has_bias ? call.gate_up_proj_bias.data : nullptr;
+  g1.out = h;
+  g1.ldo = I;
+  g1.act = act;
+  g1.group_m = a_rows == nullptr ? slots : 0;  // one tile per pair: all pairs in one raster group
+  check(dispatch_gemm(p.dtype, g1, o.transposed, plan, slots, stream), step(who, "gate_up GEMM").c_str());
+
+  kernels::GroupedGemmParams g2;
+  g2.tiles = tiles;
+  g2.num_tiles = num_tiles;
+  g2.a = h;
+  g2.lda = I;
+  g2.a_rows = nullptr;
+  g2.a_div = 1;
+  g2.b = call.down_proj.data;
+  g2.b_expert_stride = H * I;
+  g2.ldb = o.transposed ? H : I;
+  g2.n_weights = int(H);
+  g2.kdim = int(I);
+  g2.inter = int(I);
+  g2.epilogue = kernels::Epilogue::down;
+  g2.bias = p.has_bias ? call.down_proj_bias.data : nullptr;
+  g2.out = y;
+  g2.ldo = H;
+  g2.act = act;
+  g2.group_m = g1.group_m;
+  check(dispatch_gemm(p.dtype, g2, o.transposed, plan, slots, stream), step(who, "down GEMM").c_str());
+}
+
+namespace {
+
+template <class T>
+cudaError_t combine_as(const ExpertsCall& call, const ExpertsProblem& p, const int* inv, const float* y,
+                       cudaStream_t stream) {
+  const TensorView& w = call.top_k_weights;
+  T* out = call.output.as<T>();
+  const std::int64_t os = call.output.strides[0], ws = w.strides[0];
+  const int T_ = int(p.tokens), K = int(p.top_k), H = int(p.hidden);
+  if (p.routing_dtype == DType::f32)
+    return kernels::launch_combine(y, H, inv, T_, K, w.as<const float>(), ws, out, os, stream);
+  return kernels::launch_combine(y, H, inv, T_, K, w.as<const T>(), ws, out, os, stream);
+}
+
+}  // namespace
+
+void launch_combine(const ExpertsCall& call, const ExpertsProblem& p, const int* inv, const float* y,
+                    cudaStream_t stream, const char* who) {
+  cudaError_t err = cudaErrorInvalidValue;
+  switch (p.dtype) {
+    case DType::bf16: err = combine_as<__nv_bfloat16>(call, p, inv, y, stream); break;
+    case DType::f16: err = combine_as<__half>(call, p, inv, y, stream); break;
+    case DType::f32: err = combine_as<float>(call, p, inv, y, stream); break;
+    default: break;
+  }
+  check(err, step(who, "combine").c_str());
+}
+
+}  // namespace moekit::cuda
