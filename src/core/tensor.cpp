@@ -29,7 +29,10 @@ TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list
   for (std::int64_t s : shape) v.shape[i++] = s;
   std::int64_t stride = 1;
   for (int d = v.rank - 1; d >= 0; --d) {
+    if (v.shape[d] < 0) throw Error(Errc::invalid_argument, "negative tensor dimension in " + v.shape_string());
     v.strides[d] = stride;
+    if (v.shape[d] != 0 && stride > INT64_MAX / v.shape[d])
+      throw Error(Errc::invalid_argument, "tensor shape " + v.shape_string() + " overflows 64-bit sizes");
     stride *= v.shape[d];
   }
   return v;

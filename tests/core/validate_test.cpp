@@ -115,6 +115,17 @@ TEST(ValidateSizes, EmptyBatchIsValid) {
   EXPECT_EQ(validate(in.call()).tokens, 0);
 }
 
+// A view whose strides nobody could compute: validation must refuse it before using them.
+TensorView huge_view(void* data, std::int64_t a, std::int64_t b, std::int64_t c) {
+  TensorView v;
+  v.data = data;
+  v.dtype = DType::f32;
+  v.rank = 3;
+  v.shape = {a, b, c, 0};
+  v.strides = {1, 1, 1, 0};
+  return v;
+}
+
 TEST(ValidateSizes, OverflowingSizesAreRefused) {
   float dummy[4] = {};
   std::int32_t ids[1] = {0};
@@ -123,8 +134,8 @@ TEST(ValidateSizes, OverflowingSizesAreRefused) {
   c.hidden_states = TensorView::contiguous(dummy, DType::f32, {1, huge});
   c.top_k_index = TensorView::contiguous(ids, DType::i32, {1, 1});
   c.top_k_weights = TensorView::contiguous(dummy, DType::f32, {1, 1});
-  c.gate_up_proj = TensorView::contiguous(dummy, DType::f32, {huge, 2 * huge, huge});
-  c.down_proj = TensorView::contiguous(dummy, DType::f32, {huge, huge, huge});
+  c.gate_up_proj = huge_view(dummy, huge, 2 * huge, huge);
+  c.down_proj = huge_view(dummy, huge, huge, huge);
   c.output = TensorView::contiguous(dummy + 2, DType::f32, {1, huge});
   try {
     validate(c);
@@ -132,6 +143,13 @@ TEST(ValidateSizes, OverflowingSizesAreRefused) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("overflow"), std::string::npos) << e.what();
   }
+}
+
+TEST(TensorViews, ContiguousRefusesOverflowingShapes) {
+  float x = 0;
+  const std::int64_t huge = std::int64_t(1) << 40;
+  EXPECT_THROW(TensorView::contiguous(&x, DType::f32, {huge, huge}), Error);
+  EXPECT_THROW(TensorView::contiguous(&x, DType::f32, {2, -1}), Error);
 }
 
 }  // namespace
