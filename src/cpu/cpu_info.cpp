@@ -13,6 +13,9 @@
 #include <cpuid.h>
 #define MOEKIT_X86 1
 #endif
+#ifndef MOEKIT_HAVE_AVX512_KERNELS
+#define MOEKIT_HAVE_AVX512_KERNELS 0
+#endif
 
 namespace moekit {
 namespace {
@@ -88,17 +91,14 @@ const cpu::kernels::KernelTable& select_table() {
   if (!want.empty() && want != "avx512")
     throw Error(Errc::invalid_argument,
                 "MOEKIT_CPU_ISA='" + std::string(want) + "' is not a kernel ISA; use 'generic' or 'avx512'");
+  const bool avx512 = avx512_kernels_runnable();
+  if (want == "avx512" && !avx512)
+    throw Error(Errc::unsupported, MOEKIT_HAVE_AVX512_KERNELS
+                                       ? "MOEKIT_CPU_ISA=avx512, but this CPU lacks AVX-512 F/BW/VL/DQ with FMA and F16C"
+                                       : "MOEKIT_CPU_ISA=avx512, but this build has no AVX-512 kernels");
 #if MOEKIT_HAVE_AVX512_KERNELS
-  if (avx512_kernels_runnable()) return cpu::kernels::avx512_table();
+  if (avx512) return cpu::kernels::avx512_table();
 #endif
-  if (want == "avx512")
-    throw Error(Errc::unsupported,
-#if MOEKIT_HAVE_AVX512_KERNELS
-                "MOEKIT_CPU_ISA=avx512, but this CPU lacks AVX-512 F/BW/VL/DQ with FMA and F16C"
-#else
-                "MOEKIT_CPU_ISA=avx512, but this build has no AVX-512 kernels"
-#endif
-    );
   return cpu::kernels::generic_table();
 }
 

@@ -55,7 +55,7 @@ struct F32 {
 // Micro-kernel: MR rows of A x NR weight rows, MR*NR zmm accumulators (16 at 4x4), each holding 16
 // lanes of one dot product; reduced horizontally once per K block. Per 16 h: NR weight loads
 // (+ conversion), MR A loads, MR*NR FMAs. Every accumulator runs the same FMA sequence whatever MR
-// and NR are, so the tile shape never changes a result.
+// and NR are, so the tile shape never changes a result: only K (through kNkKc) decides the order.
 
 // Fetches the weight rows the next tile will read while this one computes, so that streaming
 // them from DRAM overlaps the FMAs instead of alternating with them.
@@ -63,8 +63,11 @@ struct F32 {
 // prefetch at all, T1 ~25% faster than none on the Solar-Open shape at T = 1 and T = 128).
 inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 
-constexpr i64 kNkKc = 4096;  // h per block: a whole row up to H = 4096, so weight rows stream contiguously
-constexpr i64 kNkMc = 16;    // rows per block: 16 x 4096 fp32 of A = 256 KiB, stays in L2
+// K blocks are long so that each weight row streams contiguously (short blocks measured slower:
+// more prefetch streams restarting, more horizontal reductions).
+constexpr i64 kNkKc = 4096;
+constexpr i64 kNkMc = 16;  // rows per block: 16 x 4096 fp32 of A = 256 KiB, stays in L2
+static_assert(kNkKc % 32 == 0, "K blocks must start on a block of the split layout");
 
 template <int MR, int NR, class L>
 void nk_tile(const float* A, i64 lda, const typename L::T* W, i64 ldw, i64 K, float* C, i64 ldc, bool accumulate,
@@ -188,8 +191,9 @@ void zero_block(i64 M, i64 n0, i64 n1, float* C, i64 ldc) {
 }
 
 // Loop order: K blocks, then row blocks, then 4 weight rows at a time, then 4 A rows at a time.
-// The 4 weight rows (one K block) are read from memory once and stay in L1 while every row block
-// of A passes over them, so a weight byte is streamed from DRAM once per kNkMc rows.
+// A group of 4 weight rows is streamed from DRAM once per kNkMc rows of A (into L2, by the prefetch
+// its predecessor issued) and re-read from cache by the group's other row tiles, so at T = 128
+// (about 8 rows per expert) each weight byte leaves DRAM once.
 template <class T, const NkTileFn<T> (&kTiles)[4][4]>
 void gemm_nk(const float* A, i64 lda, i64 M, const void* Wv, i64 ldw, i64 n0, i64 n1, i64 K, float* C, i64 ldc,
              bool accumulate) {

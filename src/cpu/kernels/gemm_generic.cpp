@@ -68,8 +68,8 @@ inline float reduce_lanes(const float* lanes) {
   return s;
 }
 
-// Every C element: lanes over all of K (in blocks of kKc h, but a lane's order is still h
-// ascending), one reduction, one add into C. The order is a function of K only.
+// Every C element: per block of kKc h, kLanes partial sums reduced in a fixed order and added to C.
+// The weight block is converted once and reused by all M rows; the order is a function of K only.
 template <int W>
 void gemm_nk(const float* A, std::int64_t lda, std::int64_t M, const void* Wv, std::int64_t ldw,
              std::int64_t n0, std::int64_t n1, std::int64_t K, float* C, std::int64_t ldc, bool accumulate) {
@@ -77,29 +77,24 @@ void gemm_nk(const float* A, std::int64_t lda, std::int64_t M, const void* Wv, s
   const T* Wt = static_cast<const T*>(Wv);
   constexpr int kNr = 4;
   float wbuf[kNr][kKc];
+  if (!accumulate)
+    for (std::int64_t m = 0; m < M; ++m)
+      for (std::int64_t n = n0; n < n1; ++n) C[m * ldc + n] = 0.0f;
   for (std::int64_t n = n0; n < n1; n += kNr) {
     const int nr = int(n1 - n < kNr ? n1 - n : kNr);
-    for (std::int64_t m = 0; m < M; ++m) {
-      float lanes[kNr][kLanes] = {};
-      for (std::int64_t k0 = 0; k0 < K; k0 += kKc) {
-        const std::int64_t kc = K - k0 < kKc ? K - k0 : kKc;
-        // Converting per (m, block) costs M times more than once per block, but keeps the
-        // generic code simple; the AVX-512 path is the fast one.
-        for (int j = 0; j < nr; ++j) convert_block<W>(Wt + (n + j) * ldw + k0, wbuf[j], kc);
+    for (std::int64_t k0 = 0; k0 < K; k0 += kKc) {
+      const std::int64_t kc = K - k0 < kKc ? K - k0 : kKc;
+      for (int j = 0; j < nr; ++j) convert_block<W>(Wt + (n + j) * ldw + k0, wbuf[j], kc);
+      for (std::int64_t m = 0; m < M; ++m) {
         for (int j = 0; j < nr; ++j) {
-          // Keep each lane's h order across blocks: blocks are multiples of kLanes long.
-          dot_lanes(A + m * lda + k0, wbuf[j], kc, lanes[j]);
+          float lanes[kLanes] = {};
+          dot_lanes(A + m * lda + k0, wbuf[j], kc, lanes);
+          C[m * ldc + n + j] += reduce_lanes(lanes);
         }
-      }
-      for (int j = 0; j < nr; ++j) {
-        const float s = reduce_lanes(lanes[j]);
-        float& c = C[m * ldc + n + j];
-        c = accumulate ? c + s : s;
       }
     }
   }
 }
-static_assert(kKc % kLanes == 0, "blocks must keep each lane's h order");
 
 // C[m, n] += A[m, h] * W[h, n]: a sequential sum over each block of kKc h from zero, then added
 // to C (a two-level sum, for accuracy over long K); the order depends on K only.
