@@ -1,6 +1,8 @@
 // Every CUDA backend x dtype x variant x edge shape against the float64 reference, on the GPU.
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include <cctype>
 
 #include "cuda/cuda_test_util.hpp"
@@ -13,6 +15,7 @@ struct Param {
   std::string backend;
   CheckCase c;
 };
+void PrintTo(const Param& p, std::ostream* os) { *os << p.backend << " " << p.c.name; }
 
 std::vector<Param> all_params() {
   std::vector<Param> out;
@@ -49,6 +52,7 @@ struct Tall {
   std::string backend;
   std::int64_t tokens;
 };
+void PrintTo(const Tall& p, std::ostream* os) { *os << p.backend << " T=" << p.tokens; }
 class CudaLargeShape : public ::testing::TestWithParam<Tall> {};
 
 TEST_P(CudaLargeShape, MatchesReference) {

@@ -1,6 +1,8 @@
 // Bitwise identical output run to run on the GPU (no atomics whose order changes a sum).
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include "cuda/cuda_test_util.hpp"
 
 namespace moekit {
@@ -10,6 +12,7 @@ struct Case {
   std::string backend;
   DType dtype;
 };
+void PrintTo(const Case& c, std::ostream* os) { *os << c.backend << "/" << dtype_name(c.dtype); }
 class CudaDeterminism : public ::testing::TestWithParam<Case> {};
 
 TEST_P(CudaDeterminism, BitwiseAcrossRuns) {

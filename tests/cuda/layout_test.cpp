@@ -2,6 +2,8 @@
 // check (negative) on the GPU.
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include <cmath>
 #include <cstring>
 #include <thread>
@@ -33,6 +35,7 @@ struct Padded {
   DType dtype;
   std::int64_t x_pad;
 };
+void PrintTo(const Padded& p, std::ostream* os) { *os << p.backend << "/" << dtype_name(p.dtype) << " pad " << p.x_pad; }
 class CudaPaddedRows : public ::testing::TestWithParam<Padded> {};
 
 TEST_P(CudaPaddedRows, MatchReferenceAndLeaveThePaddingAlone) {

@@ -347,7 +347,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wg
 // where the sm_90a cubin does not load, or MOEKIT_CUDA_WGMMA=0), else the variant 1..3 (default
 // kWgmmaDefault; MOEKIT_CUDA_WGMMA=N picks another: an A/B knob for the benchmark, read on every
 // call like MOEKIT_CUDA_TILE_M).
-inline constexpr int kWgmmaDefault = 2;
+inline constexpr int kWgmmaDefault = 3;  // measured best, docs/perf-notes.md v4
 inline int wgmma_variant() {
   int variant = kWgmmaDefault;
   if (const char* env = std::getenv("MOEKIT_CUDA_WGMMA"); env && env[0] >= '0' && env[0] <= '3' && env[1] == 0)
