@@ -121,11 +121,11 @@ void print_bench_header(const BenchPlan& plan, const DeviceDescription& device) 
                                                         : "graph off: each call issued on the stream";
     std::cout << "timing: median and p90 of " << plan.repeat << " calls after " << plan.warmup
               << " warm-up calls, each alone between two CUDA events on a non-blocking stream, then a sync; " << graph
-              << "; data on cuda:0, routing from the layer's router on random logits (on the host), seed " << plan.seed
+              << "; data on cuda:0, routing from the layer's router on N(0, 1) logits, zero correction bias (on the host), seed " << plan.seed
               << "\n";
   } else {
     std::cout << "timing: median and p90 of " << plan.repeat << " calls after " << plan.warmup
-              << " warm-up calls (steady_clock), routing from the layer's router on random logits, seed " << plan.seed
+              << " warm-up calls (steady_clock), routing from the layer's router on N(0, 1) logits, zero correction bias, seed " << plan.seed
               << "\n";
   }
 }
