@@ -4,25 +4,14 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/padded_copy.hpp"
 #include "moekit/check.hpp"
 #include "moekit/reference.hpp"
 
 namespace moekit {
 namespace {
 
-// A [rows, cols] view into a padded buffer, holding a copy of `src`.
-TensorView padded_copy(const Tensor& src, Tensor& storage, std::int64_t pad) {
-  const std::int64_t rows = src.view().shape[0], cols = src.view().shape[1];
-  storage = Tensor(src.dtype(), {rows, cols + pad});
-  fill_value(storage.view(), std::nan(""));
-  TensorView v = storage.view();
-  v.shape[1] = cols;
-  const std::size_t es = dtype_size(src.dtype());
-  for (std::int64_t r = 0; r < rows; ++r)
-    std::memcpy(static_cast<char*>(v.data) + std::size_t(r * (cols + pad)) * es,
-                static_cast<const char*>(src.view().data) + std::size_t(r * cols) * es, std::size_t(cols) * es);
-  return v;
-}
+using testing::padded_copy;
 
 class PaddedRows : public ::testing::TestWithParam<std::string> {};
 
