@@ -35,9 +35,17 @@ Features detect() {
   f.avx512vl = __builtin_cpu_supports("avx512vl");
   f.avx512dq = __builtin_cpu_supports("avx512dq");
   f.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
-  f.avx512_fp16 = __builtin_cpu_supports("avx512fp16");
   f.fma = __builtin_cpu_supports("fma");
+#if defined(__clang__) && __clang_major__ < 16
+  // clang before 16 knows neither name in __builtin_cpu_supports (the fuzz build uses clang 14):
+  // read the CPUID bits, gated on the features whose checks include the OS register state.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  f.f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) && __builtin_cpu_supports("avx");
+  f.avx512_fp16 = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 23)) && f.avx512f;
+#else
+  f.avx512_fp16 = __builtin_cpu_supports("avx512fp16");
   f.f16c = __builtin_cpu_supports("f16c");
+#endif
 #endif
   return f;
 }
