@@ -4,6 +4,10 @@ set -euo pipefail
 
 required=(g++ make cmake libgtest-dev libcli11-dev nlohmann-json3-dev)
 optional=(libopenblas-dev)  # the CPU GEMM ceiling of `moekit bench`; the build works without it
+# `make fuzz` (--fuzz): clang and its libFuzzer/sanitizer runtime, for Debian 12's clang 14.
+if [ "${1:-}" = "--fuzz" ]; then
+  required+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${required[@]}" "${optional[@]}"; do

@@ -37,3 +37,11 @@ const std::vector<Preset>& presets();
 const Preset& find_preset(std::string_view name);
 
 }  // namespace moekit
+
+#include "moekit/model.hpp"
+
+namespace moekit {
+// The preset as the description of its model (config.json defaults of its model_type, with the
+// preset's sizes and router).
+ModelConfig preset_model_config(const Preset& preset);
+}  // namespace moekit
