@@ -6,8 +6,10 @@
 
 // GCC 12's intrinsic headers build their "undefined" operands by self-initialisation, which its
 // own -Wmaybe-uninitialized then reports at every inlined use; the values are never read.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 #include <cstdint>
 
