@@ -21,6 +21,7 @@ struct SharedExperts {
 struct Preset {
   std::string_view name;   // "solar-open-100b"
   std::string_view model;  // the model family, for display: "Solar-Open-100B"
+  std::string_view model_type;  // its config.json model_type: "solar_open"
   std::int64_t hidden = 0;        // H
   std::int64_t intermediate = 0;  // I (per routed expert)
   std::int64_t experts = 0;       // E
