@@ -43,11 +43,9 @@ TEST_P(MoeBlockTest, MatchesReferenceOnBothPaths) {
   fill_uniform(x, 1.0f, 99);
 
   // The routing must be the one route() gives on the reference logits.
-  const std::vector<float> ref_logits = reference_router_logits(block, x);
-  std::vector<std::int32_t> ref_idx(std::size_t(T * K));
-  std::vector<float> ref_w(std::size_t(T * K));
-  const float* bias = block.weights().correction_bias.numel() ? block.weights().correction_bias.data<float>() : nullptr;
-  route(config.router, ref_logits.data(), T, E, K, bias, ref_idx.data(), ref_w.data());
+  const moekit_test::ReferenceRouting ref = moekit_test::reference_routing(block, config, x);
+  const std::vector<std::int32_t>& ref_idx = ref.index;
+  const std::vector<float>& ref_w = ref.weights;
 
   for (const char* backend : {"eager", "batched_mm", "grouped_mm"}) {
     SCOPED_TRACE(backend);

@@ -103,17 +103,15 @@ void check_routed_run(const moekit_test::TinySpec& spec) {
   MoeBlock block = MoeBlock::load(config, kTinyLayer, checkpoint);
   ASSERT_EQ(block.dtype(), spec.dtype);
 
-  const std::int64_t T = 7, H = config.hidden_size, K = config.num_experts_per_tok, E = config.num_experts;
+  const std::int64_t T = 7, H = config.hidden_size, K = config.num_experts_per_tok;
   Tensor x(spec.dtype, {T, H});
   fill_uniform(x, 1.0f, 99);
   const fs::path in = t.work / "IN.safetensors";
   safetensors::write_file(in.string(), {{"hidden_states", x.view()}});
 
-  const std::vector<float> ref_logits = reference_router_logits(block, x);
-  std::vector<std::int32_t> ref_idx(std::size_t(T * K));
-  std::vector<float> ref_w(std::size_t(T * K));
-  const float* bias = block.weights().correction_bias.numel() ? block.weights().correction_bias.data<float>() : nullptr;
-  route(config.router, ref_logits.data(), T, E, K, bias, ref_idx.data(), ref_w.data());
+  const moekit_test::ReferenceRouting ref = moekit_test::reference_routing(block, config, x);
+  const std::vector<std::int32_t>& ref_idx = ref.index;
+  const std::vector<float>& ref_w = ref.weights;
 
   for (const char* backend : kBackends) {
     SCOPED_TRACE(backend);

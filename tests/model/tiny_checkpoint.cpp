@@ -5,6 +5,7 @@
 #include <map>
 
 #include "moekit/inputs.hpp"
+#include "moekit/router.hpp"
 #include "moekit/safetensors.hpp"
 
 namespace moekit_test {
@@ -91,6 +92,17 @@ std::string write_tiny_checkpoint(const TinySpec& spec, const std::string& folde
   else
     moekit::safetensors::write_file((dir / "model.safetensors").string(), named);
   return dir.string();
+}
+
+ReferenceRouting reference_routing(const moekit::MoeBlock& block, const moekit::ModelConfig& config,
+                                   const moekit::TensorView& x) {
+  const std::int64_t T = x.shape[0], K = config.num_experts_per_tok, E = config.num_experts;
+  const std::vector<float> logits = moekit::reference_router_logits(block, x);
+  ReferenceRouting r{std::vector<std::int32_t>(std::size_t(T * K)), std::vector<float>(std::size_t(T * K))};
+  const auto& bias = block.weights().correction_bias;
+  moekit::route(config.router, logits.data(), T, E, K, bias.numel() ? bias.data<float>() : nullptr, r.index.data(),
+                r.weights.data());
+  return r;
 }
 
 }  // namespace moekit_test

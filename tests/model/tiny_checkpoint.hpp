@@ -6,6 +6,7 @@
 
 #include "moekit/dtype.hpp"
 #include "moekit/model.hpp"
+#include "moekit/moe_block.hpp"
 #include "moekit/tensor.hpp"
 
 namespace moekit_test {
@@ -24,5 +25,13 @@ std::string tiny_config_json(const std::string& model_type);
 inline constexpr int kTinyLayer = 1;
 // Writes config.json and the layer's tensors into a fresh folder; returns it.
 std::string write_tiny_checkpoint(const TinySpec& spec, const std::string& folder_name);
+
+// The routing the block must produce for x: route() on the float64 reference logits.
+struct ReferenceRouting {
+  std::vector<std::int32_t> index;  // [T, K]
+  std::vector<float> weights;       // [T, K]
+};
+ReferenceRouting reference_routing(const moekit::MoeBlock& block, const moekit::ModelConfig& config,
+                                   const moekit::TensorView& x);
 
 }  // namespace moekit_test
