@@ -40,6 +40,10 @@ std::string describe(const RouterConfig& config);
 // decreasing selection score. Ties go to the lower expert (or group) index, so the result is
 // deterministic. Throws moekit::Error (invalid_argument) on bad sizes or configuration, and on
 // non-finite logits or bias (a NaN has no place in a ranking).
+// The configuration checks of route() alone (sizes, groups, settings the kind would ignore), for
+// callers that route elsewhere (the CUDA router). Throws moekit::Error (invalid_argument).
+void check_router(const RouterConfig& config, std::int64_t E, std::int64_t K, bool has_correction_bias);
+
 void route(const RouterConfig& config, const float* logits, std::int64_t T, std::int64_t E,
            std::int64_t K, const float* correction_bias, std::int32_t* top_k_index,
            float* top_k_weights);

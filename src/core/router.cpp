@@ -18,22 +18,20 @@ namespace {
 
 std::string str(std::int64_t v) { return std::to_string(v); }
 
-void validate_route(const RouterConfig& c, const float* logits, std::int64_t T, std::int64_t E,
-                    std::int64_t K, const float* bias, const std::int32_t* index,
-                    const float* weights) {
-  if (T < 0) invalid("T must be >= 0, got " + str(T));
+}  // namespace
+
+void check_router(const RouterConfig& c, std::int64_t E, std::int64_t K, bool has_bias) {
   if (E < 1) invalid("E must be >= 1, got " + str(E));
   // Ids are written as int32.
   if (E > std::numeric_limits<std::int32_t>::max()) invalid("E does not fit int32: " + str(E));
   if (K < 1) invalid("K must be >= 1, got " + str(K));
   if (K > E) invalid("K (" + str(K) + ") must not exceed E (" + str(E) + ")");
-  if (T > 0 && (!logits || !index || !weights)) invalid("null logits or output pointer");
   if (!std::isfinite(c.routed_scaling_factor))
     invalid("routed_scaling_factor must be finite");
 
   if (c.kind != RouterConfig::Kind::sigmoid_grouped) {
     // Refuse settings this router would silently ignore.
-    if (bias) invalid("a correction bias only applies to the sigmoid_grouped router");
+    if (has_bias) invalid("a correction bias only applies to the sigmoid_grouped router");
     if (c.n_group != 1 || c.topk_group != 1)
       invalid("expert groups only apply to the sigmoid_grouped router");
     if (c.routed_scaling_factor != 1.0f)
@@ -50,6 +48,16 @@ void validate_route(const RouterConfig& c, const float* logits, std::int64_t T, 
   if (K > kept)
     invalid("K (" + str(K) + ") exceeds the " + str(kept) + " experts in the " +
             str(c.topk_group) + " kept groups");
+}
+
+namespace {
+
+void validate_route(const RouterConfig& c, const float* logits, std::int64_t T, std::int64_t E,
+                    std::int64_t K, const float* bias, const std::int32_t* index,
+                    const float* weights) {
+  if (T < 0) invalid("T must be >= 0, got " + str(T));
+  if (T > 0 && (!logits || !index || !weights)) invalid("null logits or output pointer");
+  check_router(c, E, K, bias != nullptr);
   if (bias) {
     for (std::int64_t e = 0; e < E; ++e)
       if (!std::isfinite(bias[e])) invalid("correction bias of expert " + str(e) + " is not finite");
@@ -121,10 +129,10 @@ void route_sigmoid(const RouterConfig& c, const float* logits, std::int64_t E, s
     top_k(group_score.data(), c.n_group, c.topk_group, groups.data(), group_order);
     std::vector<char> keep(std::size_t(c.n_group), 0);
     for (std::int32_t g : groups) keep[g] = 1;
-    // Dropped groups score 0.0, as in transformers' masked_fill: with a negative correction bias
-    // an expert of a dropped group can then still outrank a kept one, and so it does here too.
+    // transformers masks the dropped groups with -inf, so none of their experts can be chosen
+    // (K never exceeds the experts of the kept groups, and kept scores are finite).
     for (std::int64_t e = 0; e < E; ++e)
-      if (!keep[e / size]) choice[e] = 0.0f;
+      if (!keep[e / size]) choice[e] = -std::numeric_limits<float>::infinity();
   }
   top_k(choice.data(), E, K, idx, order);
   float sum = 0.0f;

@@ -101,11 +101,8 @@ void read_fields(const json& j, ModelConfig& c) {
     c.moe_intermediate_size = c.intermediate_size;
   } else {  // mixtral, gpt_oss: the experts' width is intermediate_size; Mixtral always renormalises
     read_int_alias(j, {"num_local_experts", "num_experts"}, c.num_experts);
+    // gpt-oss's swiglu alpha and limit are constants of GptOssExperts, not configuration fields.
     c.moe_intermediate_size = c.intermediate_size;
-    if (t == "gpt_oss") {
-      read_float(j, "swiglu_alpha", c.experts.swiglu_alpha);
-      read_float(j, "swiglu_limit", c.experts.swiglu_limit);
-    }
   }
   if (const json* act = field(j, "hidden_act")) {
     if (!act->is_string()) bad("hidden_act", "must be a string, got " + act->dump());

@@ -61,6 +61,20 @@ TEST(Router, SigmoidGroupLimitedWithCorrectionBias) {
   EXPECT_NEAR(r.w[1], b / (a + b + 1e-20) * 2.5, 1e-6);
 }
 
+// transformers masks dropped groups with -inf: when the kept group's biased scores are negative,
+// the dropped group's experts must still not be chosen (a 0.0 mask would choose them).
+TEST(Router, DroppedGroupsCannotBeChosen) {
+  RouterConfig c;
+  c.kind = RouterConfig::Kind::sigmoid_grouped;
+  c.n_group = 2;
+  c.topk_group = 1;
+  // Biased choice ~ {-3.0, -3.0, -0.20, -0.10}: group 1 (sum ~ -0.3) beats group 0 (~ -6.0).
+  const float bias[4] = {-3, -3, -1.2f, -1.1f};
+  const Routed r = route_one(c, {-8, -8, 8, 7}, bias);
+  EXPECT_EQ(r.idx[0], 3);
+  EXPECT_EQ(r.idx[1], 2);
+}
+
 TEST(Router, GptOssSoftmaxOverTheChosen) {
   RouterConfig c;
   c.kind = RouterConfig::Kind::gpt_oss;

@@ -34,13 +34,59 @@ TEST(ModelConfig, MissingFieldsTakeTransformersDefaults) {
 
   const auto g = parse_model_config(R"({"model_type": "gpt_oss", "num_local_experts": 32, "swiglu_limit": 5.0})");
   EXPECT_EQ(g.num_experts, 32);
-  EXPECT_FLOAT_EQ(g.experts.swiglu_limit, 5.0f);
+  // GptOssExperts hard-codes alpha = 1.702 and limit = 7.0; a config.json field changes nothing.
+  EXPECT_FLOAT_EQ(g.experts.swiglu_limit, 7.0f);
+  EXPECT_FLOAT_EQ(g.experts.swiglu_alpha, 1.702f);
   EXPECT_TRUE(g.experts.transposed);
   EXPECT_EQ(g.router_name(), "router");
 
   const auto s = parse_model_config(R"({"model_type": "solar_open"})");
   EXPECT_EQ(s.num_hidden_layers, 48);
   EXPECT_TRUE(moekit::is_moe_layer(s, 0));
+}
+
+// The defaults of each configuration class in transformers 5.17 (MoE fields), one row per type.
+TEST(ModelConfig, DefaultsOfEveryTypeMatchTransformers) {
+  struct Row {
+    const char* type;
+    std::int64_t H, I, E, K, shared;
+    int layers, first_dense, n_group, topk_group;
+    float scale;
+    bool renorm;
+  };
+  const Row rows[] = {
+      {"deepseek_v3", 7168, 2048, 256, 8, 2048, 61, 3, 8, 4, 2.5f, true},
+      {"glm4_moe", 4096, 1408, 128, 8, 1408, 46, 1, 1, 1, 1.0f, true},
+      {"solar_open", 4096, 1280, 128, 8, 1280, 48, 0, 1, 1, 1.0f, true},
+      {"mixtral", 4096, 14336, 8, 2, 0, 32, 0, 1, 1, 1.0f, true},
+      {"qwen2_moe", 2048, 1408, 60, 4, 5632, 24, 0, 1, 1, 1.0f, false},
+      {"qwen3_moe", 2048, 768, 128, 8, 0, 24, 0, 1, 1, 1.0f, false},
+      {"olmoe", 2048, 2048, 64, 8, 0, 16, 0, 1, 1, 1.0f, false},
+      {"gpt_oss", 2880, 2880, 128, 4, 0, 36, 0, 1, 1, 1.0f, false},
+  };
+  for (const Row& r : rows) {
+    SCOPED_TRACE(r.type);
+    const auto c = parse_model_config(std::string(R"({"model_type": ")") + r.type + "\"}");
+    EXPECT_EQ(c.hidden_size, r.H);
+    EXPECT_EQ(c.moe_intermediate_size, r.I);
+    EXPECT_EQ(c.num_experts, r.E);
+    EXPECT_EQ(c.num_experts_per_tok, r.K);
+    EXPECT_EQ(c.shared_intermediate(), r.shared);
+    EXPECT_EQ(c.num_hidden_layers, r.layers);
+    EXPECT_EQ(c.first_k_dense_replace, r.first_dense);
+    EXPECT_EQ(c.router.n_group, r.n_group);
+    EXPECT_EQ(c.router.topk_group, r.topk_group);
+    EXPECT_FLOAT_EQ(c.router.routed_scaling_factor, r.scale);
+    if (std::string(r.type) != "gpt_oss") {
+      EXPECT_EQ(c.router.norm_topk_prob, r.renorm);
+    }
+    EXPECT_EQ(c.hidden_act, "silu");
+  }
+  // Checkpoint names: Mixtral's hub layout and Qwen2-MoE's singular shared expert with its gate.
+  const auto m = parse_model_config(R"({"model_type": "mixtral"})");
+  EXPECT_EQ(m.layer_prefix(2), "model.layers.2.block_sparse_moe.");
+  EXPECT_EQ(m.naming, moekit::ExpertNaming::mixtral);
+  EXPECT_EQ(parse_model_config(R"({"model_type": "glm4_moe"})").layer_prefix(1), "model.layers.1.mlp.");
 }
 
 TEST(ModelConfig, EveryKnownTypeParses) {
