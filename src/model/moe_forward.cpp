@@ -1,6 +1,13 @@
-// MoeBlock::forward: router logits, route(), the experts call, the shared MLP (policy in the header).
+// MoeBlock::forward on the host: router logits, route(), the experts call, the shared MLP (policy in
+// the header); the device path is behind BlockDeviceState. The router linear and the shared MLP run
+// on the CPU thread pool, each output element computed whole by one item, so the thread count never
+// changes a sum.
 #include <cmath>
+#include <cstring>
 #include <string>
+
+#include "cpu/thread_pool.hpp"
+#include "model/block_device.hpp"
 
 #include "moekit/error.hpp"
 #include "moekit/inputs.hpp"
@@ -57,9 +64,6 @@ float activate(float g, Activation a) {
   invalid("the shared MLP cannot use the clamped SwiGLU");
 }
 
-// The softmax-family routers of transformers run the router linear in the model dtype.
-bool logits_in_model_dtype(const ModelConfig& c) { return c.router.kind != RouterConfig::Kind::sigmoid_grouped; }
-
 void check_activations(const MoeBlock& b, const TensorView& x, const TensorView& out) {
   const std::int64_t H = b.config().hidden_size;
   if (x.rank != 2 || x.shape[1] != H)
@@ -67,10 +71,23 @@ void check_activations(const MoeBlock& b, const TensorView& x, const TensorView&
   if (x.dtype != b.dtype())
     invalid("hidden_states are " + std::string(dtype_name(x.dtype)) + " but the layer's weights are " +
             std::string(dtype_name(b.dtype())) + "; convert the input to the checkpoint's dtype");
-  if (!x.is_contiguous() || x.device.type != DeviceType::cpu) invalid("hidden_states must be contiguous host memory");
+  const std::string where = device_name(b.device());
+  if (!x.is_contiguous() || x.device != b.device())
+    invalid("hidden_states must be contiguous memory on " + where + " (the block's device; see MoeBlock::to), got " +
+            device_name(x.device));
   if (out.rank != 2 || out.shape[0] != x.shape[0] || out.shape[1] != H || out.dtype != x.dtype ||
-      !out.is_contiguous())
-    invalid("output must be contiguous [T, H] in the dtype of hidden_states");
+      !out.is_contiguous() || out.device != b.device())
+    invalid("output must be contiguous [T, H] in the dtype of hidden_states on " + where);
+}
+
+void check_routing(const MoeBlock& b, const TensorView& idx, const TensorView& w) {
+  if (idx.defined() != w.defined()) invalid("give both top_k_index and top_k_weights, or neither");
+  if (idx.defined() && (idx.device != b.device() || w.device != b.device()))
+    invalid("top_k_index and top_k_weights must be on " + device_name(b.device()) + ", the block's device");
+}
+
+void round_all(DType d, float* v, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) v[i] = round_to(d, v[i]);
 }
 
 }  // namespace
@@ -90,14 +107,14 @@ ExpertsCall MoeBlock::experts_call(const TensorView& x, const TensorView& out, c
   return call;
 }
 
-void MoeBlock::compute_logits(const TensorView& x) {
+void MoeBlock::compute_logits(const TensorView& x, int threads) {
   const std::int64_t T = x.shape[0], H = config_.hidden_size, E = config_.num_experts;
   xf_.resize(std::size_t(T * H));
   for (std::int64_t t = 0; t < T; ++t) row_as_float(x, t, H, xf_.data() + t * H);
   logits_.resize(std::size_t(T * E));
-  std::vector<float> row(static_cast<std::size_t>(H));
-  const bool round = logits_in_model_dtype(config_);
-  for (std::int64_t e = 0; e < E; ++e) {
+  const bool round = router_precision(config_).logits_in_model_dtype;
+  cpu::parallel_for(E, threads, [&](std::int64_t e) {
+    std::vector<float> row(static_cast<std::size_t>(H));
     row_as_float(weights_.router_weight, e, H, row.data());
     const float bias = weights_.router_bias.numel() ? float(element_as_double(weights_.router_bias, e)) : 0.0f;
     for (std::int64_t t = 0; t < T; ++t) {
@@ -105,29 +122,31 @@ void MoeBlock::compute_logits(const TensorView& x) {
       v += bias;  // inside the linear, before its one rounding to the model dtype
       logits_[std::size_t(t * E + e)] = round ? round_to(x.dtype, v) : v;
     }
-  }
+  });
 }
 
-void MoeBlock::add_shared(const TensorView& x, const TensorView& out) {
+void MoeBlock::add_shared(const TensorView& x, const TensorView& out, int threads) {
   const std::int64_t T = x.shape[0], H = config_.hidden_size, Is = config_.shared_intermediate();
   act_.resize(std::size_t(T * Is));
-  std::vector<float> g(static_cast<std::size_t>(H)), u(static_cast<std::size_t>(H));
-  for (std::int64_t i = 0; i < Is; ++i) {
+  const Activation activation = config_.experts.activation;
+  cpu::parallel_for(Is, threads, [&](std::int64_t i) {
+    std::vector<float> g(static_cast<std::size_t>(H)), u(static_cast<std::size_t>(H));
     row_as_float(weights_.shared_gate_up, i, H, g.data());
     row_as_float(weights_.shared_gate_up, Is + i, H, u.data());
     for (std::int64_t t = 0; t < T; ++t) {
       const float* xt = xf_.data() + t * H;
-      act_[std::size_t(t * Is + i)] = activate(dot(xt, g.data(), H), config_.experts.activation) * dot(xt, u.data(), H);
+      act_[std::size_t(t * Is + i)] = activate(dot(xt, g.data(), H), activation) * dot(xt, u.data(), H);
     }
-  }
+  });
   hidden_f_.assign(std::size_t(T * H), 0.0f);
-  std::vector<float> d(static_cast<std::size_t>(Is));
-  for (std::int64_t h = 0; h < H; ++h) {
+  cpu::parallel_for(H, threads, [&](std::int64_t h) {
+    std::vector<float> d(static_cast<std::size_t>(Is));
     row_as_float(weights_.shared_down, h, Is, d.data());
     for (std::int64_t t = 0; t < T; ++t) hidden_f_[std::size_t(t * H + h)] = dot(act_.data() + t * Is, d.data(), Is);
-  }
+  });
   std::vector<float> scale(static_cast<std::size_t>(T), 1.0f);
   if (weights_.shared_gate.numel()) {
+    std::vector<float> g(static_cast<std::size_t>(H));
     row_as_float(weights_.shared_gate, 0, H, g.data());
     for (std::int64_t t = 0; t < T; ++t)
       scale[std::size_t(t)] = 1.0f / (1.0f + std::exp(-dot(xf_.data() + t * H, g.data(), H)));
@@ -139,33 +158,85 @@ void MoeBlock::add_shared(const TensorView& x, const TensorView& out) {
     }
 }
 
+RouterPrecision router_precision(const ModelConfig& c) {
+  RouterPrecision p;
+  // DeepSeek-V3, GLM-4.5, Solar-Open: F.linear on fp32 casts, fp32 weights throughout.
+  if (c.router.kind == RouterConfig::Kind::sigmoid_grouped) return p;
+  p.logits_in_model_dtype = true;  // F.linear(hidden_states, self.weight) in the model dtype
+  // Mixtral softmaxes router_logits.float() and returns fp32 weights; Qwen2/3-MoE and OLMoE end
+  // with .to(router_logits.dtype); gpt-oss softmaxes with dtype=router_top_value.dtype.
+  p.weights_in_model_dtype = c.model_type != "mixtral";
+  return p;
+}
+
+MoeBlock::MoeBlock() = default;
+MoeBlock::~MoeBlock() = default;
+MoeBlock::MoeBlock(MoeBlock&&) noexcept = default;
+MoeBlock& MoeBlock::operator=(MoeBlock&&) noexcept = default;
+
+Device MoeBlock::device() const noexcept { return device_ ? device_->device() : Device{}; }
+
+void MoeBlock::to(Device device) {
+  if (device.type == DeviceType::cpu) {
+    device_.reset();
+    return;
+  }
+  if (device_ && device_->device() == device) return;
+  device_.reset();  // one device copy at a time
+  device_ = make_block_device_state(*this, device);
+}
+
 void MoeBlock::forward(const TensorView& x, const TensorView& out, std::string_view backend,
                        const RunContext& context, const TensorView& idx, const TensorView& w) {
   check_activations(*this, x, out);
-  if (idx.defined() != w.defined()) invalid("give both top_k_index and top_k_weights, or neither");
+  check_routing(*this, idx, w);
+  if (device_) {
+    device_->forward(*this, x, out, backend, context, idx, w);
+    return;
+  }
   if (idx.defined()) {
     experts(experts_call(x, out, idx, w), backend, context);
     return;
   }
   const std::int64_t T = x.shape[0], E = config_.num_experts, K = config_.num_experts_per_tok;
-  compute_logits(x);
+  compute_logits(x, context.threads);
   index_.resize(std::size_t(T * K));
   routing_w_.resize(std::size_t(T * K));
   const float* bias = weights_.correction_bias.numel() ? weights_.correction_bias.data<float>() : nullptr;
   route(config_.router, logits_.data(), T, E, K, bias, index_.data(), routing_w_.data());
+  if (router_precision(config_).weights_in_model_dtype) round_all(x.dtype, routing_w_.data(), T * K);
   routed_tokens_ = T;
   experts(experts_call(x, out, routing_index(), routing_weights()), backend, context);
-  if (weights_.shared_gate_up.numel()) add_shared(x, out);
+  if (weights_.shared_gate_up.numel()) add_shared(x, out, context.threads);
 }
 
 TensorView MoeBlock::routing_index() const {
+  if (device_) return device_->routing_index();
   return TensorView::contiguous(const_cast<std::int32_t*>(index_.data()), DType::i32,
                                 {routed_tokens_, config_.num_experts_per_tok});
 }
 
 TensorView MoeBlock::routing_weights() const {
+  if (device_) return device_->routing_weights();
   return TensorView::contiguous(const_cast<float*>(routing_w_.data()), DType::f32,
                                 {routed_tokens_, config_.num_experts_per_tok});
 }
+
+namespace {
+
+Tensor host_copy(const BlockDeviceState* device, const TensorView& v) {
+  Tensor t(v.dtype, v.shape.data(), v.rank);
+  if (!v.numel()) return t;
+  if (device)
+    device->download(v, t.view());
+  else
+    std::memcpy(t.view().data, v.data, v.nbytes());
+  return t;
+}
+
+}  // namespace
+
+Tensor MoeBlock::routing_index_host() const { return host_copy(device_.get(), routing_index()); }
+Tensor MoeBlock::routing_weights_host() const { return host_copy(device_.get(), routing_weights()); }
 
 }  // namespace moekit

@@ -1,4 +1,5 @@
 // Loading one MoE layer: per-expert hub tensors fused into the experts call's layout.
+#include <cmath>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -6,6 +7,7 @@
 #include "moekit/error.hpp"
 #include "moekit/inputs.hpp"
 #include "moekit/moe_block.hpp"
+#include "moekit/router.hpp"
 
 namespace moekit {
 namespace {
@@ -115,6 +117,49 @@ void load_shared(const ModelConfig& c, const std::string& prefix, const LayerRea
 }
 
 }  // namespace
+
+MoeBlock MoeBlock::random(const ModelConfig& config, DType dtype, std::uint64_t seed, int threads) {
+  if (!(dtype == DType::bf16 || dtype == DType::f16 || dtype == DType::f32))
+    throw Error(Errc::invalid_argument, "MoeBlock::random: dtype must be bf16, f16 or f32, got " +
+                                            std::string(dtype_name(dtype)));
+  const std::int64_t E = config.num_experts, H = config.hidden_size, I = config.moe_intermediate_size;
+  const std::int64_t K = config.num_experts_per_tok, Is = config.shared_intermediate();
+  if (E <= 0 || H <= 0 || I <= 0 || K <= 0 || K > E)
+    throw Error(Errc::invalid_argument, "MoeBlock::random: the config needs positive sizes and K <= E: " +
+                                            config.describe());
+  check_router(config.router, E, K, config.correction_bias);
+  MoeBlock b;
+  b.config_ = config;
+  b.layer_ = 0;
+  MoeWeights& w = b.weights_;
+  auto make = [&](std::initializer_list<std::int64_t> shape, double scale, DType d) {
+    Tensor t(d, shape);
+    fill_uniform(t, float(scale), seed++, threads);
+    return t;
+  };
+  const bool has_gate = config.experts.has_gate;
+  const std::int64_t R = has_gate ? 2 * I : I;
+  w.router_weight = make({E, H}, 2.0 / std::sqrt(double(H)), dtype);
+  if (config.router_bias) w.router_bias = make({E}, 0.5, dtype);
+  if (config.correction_bias) w.correction_bias = make({E}, 0.1, DType::f32);
+  if (config.experts.transposed) {
+    w.gate_up = make({E, H, R}, 3.0 / std::sqrt(double(H)), dtype);
+    w.down = make({E, I, H}, 3.0 / std::sqrt(double(I)), dtype);
+  } else {
+    w.gate_up = make({E, R, H}, 3.0 / std::sqrt(double(H)), dtype);
+    w.down = make({E, H, I}, 3.0 / std::sqrt(double(I)), dtype);
+  }
+  if (config.has_bias) {
+    w.gate_up_bias = make({E, R}, 0.5, dtype);
+    w.down_bias = make({E, H}, 0.5, dtype);
+  }
+  if (Is > 0) {
+    w.shared_gate_up = make({2 * Is, H}, 3.0 / std::sqrt(double(H)), dtype);
+    w.shared_down = make({H, Is}, 3.0 / std::sqrt(double(Is)), dtype);
+    if (config.shared_expert_gate) w.shared_gate = make({1, H}, 1.0 / std::sqrt(double(H)), dtype);
+  }
+  return b;
+}
 
 MoeBlock MoeBlock::load(const ModelConfig& config, int layer, const TensorSource& source) {
   require_moe_layer(config, layer);

@@ -26,7 +26,7 @@ std::vector<float> reference_router_logits(const MoeBlock& block, const TensorVi
   const ModelConfig& c = block.config();
   const MoeWeights& w = block.weights();
   const std::int64_t T = x.shape[0], H = c.hidden_size, E = c.num_experts;
-  const bool round = c.router.kind != RouterConfig::Kind::sigmoid_grouped;
+  const bool round = router_precision(c).logits_in_model_dtype;
   std::vector<float> logits(std::size_t(T * E));
   for (std::int64_t t = 0; t < T; ++t)
     for (std::int64_t e = 0; e < E; ++e) {

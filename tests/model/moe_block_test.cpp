@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "moekit/check.hpp"
 #include "moekit/error.hpp"
 #include "moekit/inputs.hpp"
 #include "moekit/moe_block.hpp"
+#include "moekit/presets.hpp"
 #include "moekit/router.hpp"
 #include "moekit/safetensors.hpp"
 #include "tiny_checkpoint.hpp"
@@ -85,6 +87,60 @@ std::vector<Case> all_cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllModelTypes, MoeBlockTest, testing::ValuesIn(all_cases()), case_name);
+
+// Which families round their logits and routing weights to the model dtype (modeling files).
+TEST(MoeBlockPrecision, RouterRoundingPerFamily) {
+  for (std::string_view t : known_model_types()) {
+    SCOPED_TRACE(std::string(t));
+    const RouterPrecision p = router_precision(default_model_config(t));
+    const bool sigmoid = t == "deepseek_v3" || t == "glm4_moe" || t == "solar_open";
+    EXPECT_EQ(p.logits_in_model_dtype, !sigmoid);
+    EXPECT_EQ(p.weights_in_model_dtype, !sigmoid && t != "mixtral");
+  }
+  // A bf16 Qwen3-MoE block hands the experts bf16-representable weights.
+  const std::string dir = moekit_test::write_tiny_checkpoint({"qwen3_moe", DType::bf16, false}, "precision");
+  MoeBlock block = MoeBlock::load(load_model_config(dir), kTinyLayer, safetensors::Checkpoint::open(dir));
+  Tensor x(DType::bf16, {5, 16}), out(DType::bf16, {5, 16});
+  fill_uniform(x, 1.0f, 3);
+  block.forward(x, out, "grouped_mm");
+  const TensorView w = block.routing_weights();
+  for (std::int64_t i = 0; i < w.numel(); ++i)
+    EXPECT_EQ(w.as<float>()[i], to_float(to_bf16(w.as<float>()[i]))) << i;
+}
+
+// The thread count never changes the block's output (router linear and shared MLP on the pool).
+TEST(MoeBlockPrecision, BitwiseTheSameForAnyThreadCount) {
+  const std::string dir = moekit_test::write_tiny_checkpoint({"qwen2_moe", DType::f32, false}, "threads");
+  MoeBlock block = MoeBlock::load(load_model_config(dir), kTinyLayer, safetensors::Checkpoint::open(dir));
+  Tensor x(DType::f32, {9, 16});
+  fill_uniform(x, 1.0f, 4);
+  Tensor first(DType::f32, {9, 16});
+  block.forward(x, first, "grouped_mm", RunContext{1});
+  for (int threads : {2, 3, 0}) {
+    Tensor out(DType::f32, {9, 16});
+    block.forward(x, out, "grouped_mm", RunContext{threads});
+    EXPECT_EQ(0, std::memcmp(out.view().data, first.view().data, out.nbytes())) << threads;
+  }
+}
+
+TEST(MoeBlockRandom, PresetBlocksRunOnTheHost) {
+  for (const char* name : {"deepseek-v3", "qwen1.5-moe-a2.7b", "gpt-oss-20b"}) {
+    SCOPED_TRACE(name);
+    ModelConfig c = preset_model_config(find_preset(name));
+    c.hidden_size = 32;
+    c.moe_intermediate_size = 16;
+    if (c.shared_expert_gate) c.shared_expert_intermediate_size = 24;
+    MoeBlock block = MoeBlock::random(c, DType::f32, 2);
+    Tensor x(DType::f32, {6, 32}), out(DType::f32, {6, 32});
+    fill_uniform(x, 1.0f, 5);
+    block.forward(x, out, "grouped_mm");
+    const moekit_test::ReferenceRouting ref = moekit_test::reference_routing(block, c, x);
+    const TensorView idx = block.routing_index();
+    for (std::int64_t i = 0; i < idx.numel(); ++i) EXPECT_EQ(idx.as<std::int32_t>()[i], ref.index[std::size_t(i)]);
+    EXPECT_LE(relative_error(out, reference_moe_block(block, x, idx, block.routing_weights())), 1e-4);
+  }
+  EXPECT_THROW(MoeBlock::random(default_model_config("mixtral"), DType::i32, 1), Error);
+}
 
 std::string load_error(const moekit_test::TinySpec& spec, int layer, const std::string& folder) {
   const std::string dir = moekit_test::write_tiny_checkpoint(spec, folder);

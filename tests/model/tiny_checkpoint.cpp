@@ -102,6 +102,10 @@ ReferenceRouting reference_routing(const moekit::MoeBlock& block, const moekit::
   const auto& bias = block.weights().correction_bias;
   moekit::route(config.router, logits.data(), T, E, K, bias.numel() ? bias.data<float>() : nullptr, r.index.data(),
                 r.weights.data());
+  if (moekit::router_precision(config).weights_in_model_dtype && x.dtype == moekit::DType::bf16)
+    for (float& w : r.weights) w = moekit::to_float(moekit::to_bf16(w));
+  else if (moekit::router_precision(config).weights_in_model_dtype && x.dtype == moekit::DType::f16)
+    for (float& w : r.weights) w = moekit::to_float(moekit::to_f16(w));
   return r;
 }
 
