@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "moekit/backend.hpp"
 #include "moekit/check.hpp"
 #include "moekit/inputs.hpp"
 #include "moekit/moe_block.hpp"
@@ -49,7 +51,10 @@ std::string read_text(const fs::path& p) {
 // whose tiny checkpoints live in the same temp folder.
 std::string unique_name() {
   const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-  return "runcli_" + std::to_string(::getpid()) + "_" + info->name();
+  std::string name = "runcli_" + std::to_string(::getpid()) + "_" + info->name();
+  for (char& c : name)
+    if (c == '/') c = '_';  // parameterised tests are named "Suite/Test/0"
+  return name;
 }
 
 // The checkpoint folder write_tiny_checkpoint makes and a work folder for IN, OUT and stderr; both
@@ -88,14 +93,34 @@ CliResult run_cli(const TempDirs& t, const std::string& args) {
   return r;
 }
 
-std::string run_args(const std::string& model, const fs::path& in, const fs::path& out, const std::string& backend) {
+std::string run_args(const std::string& model, const fs::path& in, const fs::path& out, const std::string& backend,
+                     DeviceType device = DeviceType::cpu) {
   return "run --model " + quote(model) + " --input " + quote(in.string()) + " --output " + quote(out.string()) +
-         " --backend " + quote(backend);
+         " --backend " + quote(backend) + " --device " + std::string(device_type_name(device));
 }
 
-constexpr const char* kBackends[] = {"eager", "batched_mm", "grouped_mm"};
+// Every backend of the device: a backend added later (a `fused` one) is covered without a change.
+std::vector<std::string> backends_of(DeviceType device) {
+  std::vector<std::string> names;
+  for (const Backend* b : default_registry().list())
+    if (b->device() == device && b->available().ok) names.emplace_back(b->name());
+  return names;
+}
 
-void check_routed_run(const moekit_test::TinySpec& spec) {
+bool have_gpu() { return !backends_of(DeviceType::cuda).empty(); }
+
+#define SKIP_WITHOUT_GPU() \
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device"
+
+// A backend added later may decline a tiny shape (supports() says no); the built-in ones may not.
+bool declined(const std::string& backend, const CliResult& r) {
+  const bool builtin = backend == "eager" || backend == "batched_mm" || backend == "grouped_mm";
+  if (builtin || r.status != 2 || r.err.find("does not support") == std::string::npos) return false;
+  std::printf("[   NOTE   ] %s declined: %s", backend.c_str(), r.err.c_str());
+  return true;
+}
+
+void check_routed_run(const moekit_test::TinySpec& spec, DeviceType device = DeviceType::cpu) {
   TempDirs t;
   const std::string dir = t.checkpoint(spec);
   const ModelConfig config = load_model_config(dir);
@@ -113,11 +138,12 @@ void check_routed_run(const moekit_test::TinySpec& spec) {
   const std::vector<std::int32_t>& ref_idx = ref.index;
   const std::vector<float>& ref_w = ref.weights;
 
-  for (const char* backend : kBackends) {
+  for (const std::string& backend : backends_of(device)) {
     SCOPED_TRACE(backend);
-    const fs::path out_path = t.work / (std::string("OUT_") + backend + ".safetensors");
+    const fs::path out_path = t.work / ("OUT_" + backend + ".safetensors");
     // No --layer: the CLI must pick the first MoE layer, which is the tiny models' MoE layer.
-    const CliResult r = run_cli(t, run_args(dir, in, out_path, backend));
+    const CliResult r = run_cli(t, run_args(dir, in, out_path, backend, device));
+    if (declined(backend, r)) continue;
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err, "");
 
@@ -137,7 +163,7 @@ void check_routed_run(const moekit_test::TinySpec& spec) {
   }
 }
 
-void check_given_routing_run(const moekit_test::TinySpec& spec) {
+void check_given_routing_run(const moekit_test::TinySpec& spec, DeviceType device = DeviceType::cpu) {
   TempDirs t;
   const std::string dir = t.checkpoint(spec);
   const ModelConfig config = load_model_config(dir);
@@ -161,10 +187,12 @@ void check_given_routing_run(const moekit_test::TinySpec& spec) {
   // Without the router and the shared expert(s): the experts call alone.
   const std::vector<double> ref = reference_moe_block(block, x, gi, gw, /*with_shared=*/false);
 
-  for (const char* backend : kBackends) {
+  for (const std::string& backend : backends_of(device)) {
     SCOPED_TRACE(backend);
-    const fs::path out_path = t.work / (std::string("OUT_") + backend + ".safetensors");
-    const CliResult r = run_cli(t, run_args(dir, in, out_path, backend) + " --layer " + std::to_string(kTinyLayer));
+    const fs::path out_path = t.work / ("OUT_" + backend + ".safetensors");
+    const CliResult r =
+        run_cli(t, run_args(dir, in, out_path, backend, device) + " --layer " + std::to_string(kTinyLayer));
+    if (declined(backend, r)) continue;
     ASSERT_EQ(r.status, 0) << r.err;
 
     const auto out = safetensors::File::open(out_path.string());
@@ -186,6 +214,40 @@ TEST(RunCli, Qwen2MoeF32SingleFile) { check_routed_run({"qwen2_moe", DType::f32,
 TEST(RunCli, DeepseekV3Bf16Sharded) { check_routed_run({"deepseek_v3", DType::bf16, true}); }
 TEST(RunCli, GivenRoutingQwen2MoeF32) { check_given_routing_run({"qwen2_moe", DType::f32, false}); }
 TEST(RunCli, GivenRoutingDeepseekV3Bf16Sharded) { check_given_routing_run({"deepseek_v3", DType::bf16, true}); }
+
+// The same round trips with --device cuda, for every model_type: OUT has the same format.
+class RunCliCuda : public testing::TestWithParam<std::string> {};
+TEST_P(RunCliCuda, RoutedF32) {
+  SKIP_WITHOUT_GPU();
+  check_routed_run({GetParam(), DType::f32, false}, DeviceType::cuda);
+}
+TEST_P(RunCliCuda, RoutedBf16Sharded) {
+  SKIP_WITHOUT_GPU();
+  check_routed_run({GetParam(), DType::bf16, true}, DeviceType::cuda);
+}
+TEST_P(RunCliCuda, GivenRoutingBf16) {
+  SKIP_WITHOUT_GPU();
+  check_given_routing_run({GetParam(), DType::bf16, false}, DeviceType::cuda);
+}
+INSTANTIATE_TEST_SUITE_P(AllModelTypes, RunCliCuda,
+                         testing::Values("solar_open", "glm4_moe", "deepseek_v3", "mixtral", "qwen2_moe", "qwen3_moe",
+                                         "olmoe", "gpt_oss"));
+
+TEST(RunCli, CudaWithoutAGpuIsOneLine) {
+  if (have_gpu()) GTEST_SKIP() << "a CUDA device is present";
+  TempDirs t;
+  const std::string dir = t.checkpoint({"mixtral", DType::f32, false});
+  Tensor x(DType::f32, {2, 16});
+  fill_uniform(x, 1.0f, 1);
+  const fs::path in = t.work / "IN.safetensors";
+  safetensors::write_file(in.string(), {{"hidden_states", x.view()}});
+  const fs::path out = t.work / "OUT.safetensors";
+  const CliResult r = run_cli(t, run_args(dir, in, out, "grouped_mm", DeviceType::cuda));
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_EQ(r.err.rfind("moekit: ", 0), 0u) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
 
 // exit 2 and exactly one stderr line "moekit: ..." holding `needle`.
 void expect_usage_error(const CliResult& r, const std::string& needle) {

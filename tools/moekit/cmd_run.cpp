@@ -1,8 +1,10 @@
 // `moekit run`: one MoE layer of a Hugging Face checkpoint on hidden states from a safetensors file.
+#include <cstring>
 #include <memory>
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "run_device.hpp"
 #include "moekit/error.hpp"
 #include "moekit/inputs.hpp"
 #include "moekit/moe_block.hpp"
@@ -28,8 +30,28 @@ moekit::Tensor convert(const moekit::TensorView& v, moekit::DType to) {
   return t;
 }
 
+// A device copy of a host tensor, freed with the object (moekit run only: one forward per process).
+class OnDevice {
+ public:
+  OnDevice(const moekit::TensorView& host, moekit::Device device) : view_(host) {
+    if (device.type == moekit::DeviceType::cpu || !host.defined()) return;
+    storage_ = moekit::Tensor(host.dtype, host.shape.data(), host.rank);  // a contiguous host copy first
+    std::memcpy(storage_.view().data, host.data, host.nbytes());
+    view_ = moekit_cli::upload_to_device(storage_.view(), device);
+  }
+  ~OnDevice() { moekit_cli::free_on_device(view_); }
+  OnDevice(const OnDevice&) = delete;
+  OnDevice& operator=(const OnDevice&) = delete;
+  const moekit::TensorView& view() const { return view_; }
+
+ private:
+  moekit::Tensor storage_;
+  moekit::TensorView view_;
+};
+
 int run_command(const RunOptions& o) {
-  if (o.device != "cpu") usage("--device " + o.device + ": moekit run computes on the cpu for now");
+  const moekit::DeviceType device_type = parse_device(o.device);
+  const moekit::Device device{device_type, 0};
   const moekit::ModelConfig config = moekit::load_model_config(o.model);
   const int layer = o.layer < 0 ? moekit::first_moe_layer(config) : o.layer;
   const auto checkpoint = moekit::safetensors::Checkpoint::open(o.model);
@@ -48,16 +70,20 @@ int run_command(const RunOptions& o) {
 
   moekit::Tensor out(x.dtype, x.shape.data(), 2);
   moekit::Tensor idx, w;
+  if (device_type == moekit::DeviceType::cuda) block.to(device);
+  const OnDevice dx(x, device), dout(out.view(), device);
   if (has_idx) {
     const moekit::TensorView gi = in.view("top_k_index"), gw = in.view("top_k_weights");
-    block.forward(x, out, o.backend, {}, gi, gw);
+    const OnDevice dgi(gi, device), dgw(gw, device);
+    block.forward(dx.view(), dout.view(), o.backend, {}, dgi.view(), dgw.view());
     idx = convert(gi, moekit::DType::i32);
     w = convert(gw, moekit::DType::f32);
   } else {
-    block.forward(x, out, o.backend);
-    idx = convert(block.routing_index(), moekit::DType::i32);
-    w = convert(block.routing_weights(), moekit::DType::f32);
+    block.forward(dx.view(), dout.view(), o.backend);
+    idx = convert(block.routing_index_host(), moekit::DType::i32);
+    w = convert(block.routing_weights_host(), moekit::DType::f32);
   }
+  if (device_type == moekit::DeviceType::cuda) moekit_cli::download_from_device(dout.view(), out.view());
   moekit::safetensors::write_file(o.output, {{"hidden_states", out.view()}, {"top_k_index", idx.view()},
                                              {"top_k_weights", w.view()}});
   return 0;
@@ -74,7 +100,7 @@ Command add_run_command(CLI::App& parent) {
       ->required();
   sub->add_option("--output", o->output, "safetensors file to write hidden_states, top_k_index, top_k_weights")->required();
   sub->add_option("--backend", o->backend, "experts backend")->capture_default_str();
-  sub->add_option("--device", o->device, "cpu")->capture_default_str();
+  sub->add_option("--device", o->device, "cpu or cuda (the GPU cuda:0)")->capture_default_str();
   return {sub, [o] { return run_command(*o); }};
 }
 
