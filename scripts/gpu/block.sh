@@ -17,7 +17,8 @@ note() { echo "[$(($(date +%s) - start))s] $*"; }
 counts() {  # gtest --gtest_brief log -> "P passed, F failed, S skipped"
   local p f s
   p=$(grep -oE '^\[  PASSED  \] [0-9]+' "$1" | grep -oE '[0-9]+$' || true)
-  f=$(grep -oE '^\[  FAILED  \] [0-9]+ test' "$1" | grep -oE '[0-9]+' || true)
+  # gtest's brief output names each failed test on a "[  FAILED  ] Suite.Test" line (twice).
+  f=$(grep -E '^\[  FAILED  \] [A-Za-z]' "$1" | sed 's/ (.*//; s/, where.*//' | sort -u | wc -l)
   s=$(grep -oE '^\[  SKIPPED \] [0-9]+ test' "$1" | grep -oE '[0-9]+' || true)
   echo "${p:-0} passed, ${f:-0} failed, ${s:-0} skipped"
 }

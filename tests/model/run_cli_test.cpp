@@ -141,8 +141,12 @@ void check_routed_run(const moekit_test::TinySpec& spec, DeviceType device = Dev
   for (const std::string& backend : backends_of(device)) {
     SCOPED_TRACE(backend);
     const fs::path out_path = t.work / ("OUT_" + backend + ".safetensors");
-    // No --layer: the CLI must pick the first MoE layer, which is the tiny models' MoE layer.
-    const CliResult r = run_cli(t, run_args(dir, in, out_path, backend, device));
+    // Without --layer the CLI picks the first MoE layer; the tiny checkpoints hold only layer
+    // kTinyLayer, which is the first MoE layer where layer 0 is dense (DeepSeek-V3, GLM-4.5,
+    // Qwen2-MoE here) and needs naming where every layer is MoE.
+    const std::string layer_arg =
+        first_moe_layer(config) == kTinyLayer ? "" : " --layer " + std::to_string(kTinyLayer);
+    const CliResult r = run_cli(t, run_args(dir, in, out_path, backend, device) + layer_arg);
     if (declined(backend, r)) continue;
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err, "");
