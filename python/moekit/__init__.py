@@ -11,6 +11,7 @@ the input's kind. ``moekit.transformers.register()`` makes the backends availabl
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from . import _experts, _lib, _tensor
@@ -21,6 +22,23 @@ __all__ = [
     "MoekitError", "InvalidArgumentError", "UnsupportedError", "BackendNotFoundError",
 ]
 __version__ = "0.1.0"
+
+
+# torch.ops.moekit.experts once registered (False: this torch has no torch.library.custom_op). A
+# module global, so that torch.compile reads it instead of tracing an import.
+_torch_experts_op = None
+
+
+def _load_torch_op():
+    global _torch_experts_op
+    from . import _torch_op
+
+    _torch_experts_op = _torch_op.experts_op if _torch_op.experts_op is not None else False
+    return _torch_experts_op
+
+
+if "torch" in sys.modules:  # torch users: register the op now, before anything is compiled
+    _load_torch_op()
 
 
 def experts(hidden_states: Any, top_k_index: Any, top_k_weights: Any, gate_up_proj: Any, down_proj: Any, *,
@@ -49,13 +67,12 @@ def experts(hidden_states: Any, top_k_index: Any, top_k_weights: Any, gate_up_pr
     library's message; never falls back to another backend.
     """
     if (out is None and stream is None and not uint16_as_bfloat16 and _tensor.is_torch_tensor(hidden_states)):
-        from . import _torch_op
-        if _torch_op.experts_op is not None:
+        op = _torch_experts_op if _torch_experts_op is not None else _load_torch_op()
+        if op:
             # Through the custom op, so that torch.compile keeps the call as one opaque node.
-            return _torch_op.experts_op(hidden_states, top_k_index, top_k_weights, gate_up_proj, down_proj,
-                                        gate_up_proj_bias, down_proj_bias, backend, activation, gate_layout,
-                                        bool(has_gate), bool(transposed), float(swiglu_alpha), float(swiglu_limit),
-                                        int(threads))
+            return op(hidden_states, top_k_index, top_k_weights, gate_up_proj, down_proj, gate_up_proj_bias,
+                      down_proj_bias, backend, activation, gate_layout, bool(has_gate), bool(transposed),
+                      float(swiglu_alpha), float(swiglu_limit), int(threads))
     return _experts.run(hidden_states, top_k_index, top_k_weights, gate_up_proj, down_proj, gate_up_proj_bias,
                         down_proj_bias, out, backend, activation, gate_layout, has_gate, transposed, swiglu_alpha,
                         swiglu_limit, threads, stream, uint16_as_bfloat16)
