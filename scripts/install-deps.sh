@@ -4,6 +4,9 @@ set -euo pipefail
 
 required=(g++ make cmake libgtest-dev libcli11-dev nlohmann-json3-dev)
 optional=(libopenblas-dev)  # the CPU GEMM ceiling of `moekit bench`; the build works without it
+# tests/python (the Python package over the C API): Debian's NumPy and pytest; without them that
+# test reports itself skipped.
+optional+=(python3-numpy python3-pytest)
 # `make fuzz` (--fuzz): clang and its libFuzzer/sanitizer runtime, for Debian 12's clang 14.
 if [ "${1:-}" = "--fuzz" ]; then
   required+=(clang libclang-rt-14-dev)
