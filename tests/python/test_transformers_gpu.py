@@ -56,9 +56,9 @@ def tiny_config(family):
 _models = {}
 
 
-def tiny_model(family):
-    """A random bf16 model on the GPU, weights large enough that the experts matter to the logits."""
-    if family not in _models:
+def tiny_model(family, dtype="bfloat16"):
+    """A random model on the GPU, weights large enough that the experts matter to the logits."""
+    if (family, dtype) not in _models:
         torch.manual_seed(0)
         model = transformers.AutoModelForCausalLM.from_config(tiny_config(family), attn_implementation="eager")
         with torch.no_grad():
@@ -69,8 +69,8 @@ def tiny_model(family):
                     p.normal_(0.0, 64 ** -0.5 if "embed" not in name else 1.0)
                 else:
                     p.normal_(0.0, 0.1)
-        _models[family] = model.to(device="cuda", dtype=torch.bfloat16).eval()
-    return _models[family]
+        _models[(family, dtype)] = model.to(device="cuda", dtype=getattr(torch, dtype)).eval()
+    return _models[(family, dtype)]
 
 
 def input_ids(seed=1, shape=(2, 12)):
@@ -112,18 +112,37 @@ def test_logits_match_transformers_eager(family):
     print(f"{family}: " + "; ".join(report))
 
 
+def greedy(model, impl, ids):
+    model.set_experts_implementation(impl)
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=16, min_new_tokens=16, do_sample=False, pad_token_id=0)
+    return out[0, ids.shape[1]:].tolist()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_greedy_generate_matches_transformers_grouped_mm(family):
-    model = tiny_model(family)
+def test_greedy_generate_matches_transformers_grouped_mm(family, dtype):
+    """16 greedy tokens equal to transformers' grouped_mm.
+
+    float32: exactly. bfloat16: exactly, unless transformers' own logits at the first differing
+    step hold a near-tie (top-2 margin within the bf16 logits tolerance), where the two sides'
+    different rounding may pick either token; such a step is printed, never silently passed.
+    """
+    model = tiny_model(family, dtype)
     ids = input_ids(seed=2, shape=(1, 8))
-    tokens = {}
-    for impl in ("grouped_mm", "moekit_grouped_mm"):
-        model.set_experts_implementation(impl)
-        with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=16, min_new_tokens=16, do_sample=False, pad_token_id=0)
-        tokens[impl] = out[0, ids.shape[1]:].tolist()
-    assert len(tokens["grouped_mm"]) == 16
-    assert tokens["moekit_grouped_mm"] == tokens["grouped_mm"], f"{family}: {tokens}"
+    ref = greedy(model, "grouped_mm", ids)
+    got = greedy(model, "moekit_grouped_mm", ids)
+    assert len(ref) == 16
+    if got == ref:
+        return
+    assert dtype == "bfloat16", f"{family} {dtype}: {ref} != {got}"
+    step = next(i for i, (a, b) in enumerate(zip(ref, got)) if a != b)
+    prefix = torch.cat([ids, torch.tensor([ref[:step]], dtype=ids.dtype, device=ids.device)], dim=1)
+    last = logits(model, "grouped_mm", prefix)[0, -1]
+    top2 = last.topk(2).values
+    margin, bar = (top2[0] - top2[1]).item(), 3e-2 * last.abs().max().item()
+    assert margin <= bar, f"{family}: tokens differ at step {step} with a clear margin {margin:.3g} > {bar:.3g}: {ref} != {got}"
+    print(f"{family} bf16: near-tie at step {step} (top-2 margin {margin:.3g} <= {bar:.3g}); tokens before it equal")
 
 
 def test_unknown_gate_is_refused_by_name():
