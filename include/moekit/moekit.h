@@ -1,5 +1,5 @@
 /* moekit C API: the experts call over DLPack tensors, for C and for foreign-function interfaces
- * (the Python package binds it with ctypes).
+ * (the Python package binds it with ctypes), and the MoE block of a checkpoint layer.
  *
  * Every function that can fail returns a moekit_status; MOEKIT_OK is 0. On failure,
  * moekit_last_error() returns a message naming the problem (the offending tensor, the valid names,
@@ -82,6 +82,49 @@ MOEKIT_API int moekit_experts(const DLTensor* hidden_states, const DLTensor* top
                               const DLTensor* down_proj, const DLTensor* gate_up_proj_bias,
                               const DLTensor* down_proj_bias, const DLTensor* output,
                               const moekit_experts_options* options, const char* backend, void* stream);
+
+/* ---- The MoE block: router -> experts -> shared expert(s) of one checkpoint layer ------------ */
+
+/* One MoE layer of a Hugging Face checkpoint, with its buffers; opaque. One thread and one stream
+ * at a time per block (its scratch is reused from call to call). */
+typedef struct moekit_block moekit_block;
+
+/* Loads layer `layer` (-1: the first MoE layer) of the checkpoint folder `model_dir` (config.json
+ * and *.safetensors, sharded or not), reading only that layer's tensors, and uploads it to `device`
+ * (kDLCPU, or kDLCUDA with its device id). On success *block owns the layer; free it with
+ * moekit_block_free. Fails with a message for a missing or corrupt file, an unknown model_type, a
+ * layer out of range or dense, or a missing tensor. */
+MOEKIT_API int moekit_block_load(const char* model_dir, int layer, DLDevice device, moekit_block** block);
+
+MOEKIT_API void moekit_block_free(moekit_block* block); /* NULL is ignored */
+
+typedef struct moekit_block_info {
+  uint32_t struct_size;          /* sizeof(moekit_block_info); the caller sets it */
+  int32_t layer;                 /* the layer loaded */
+  int64_t hidden_size;           /* H */
+  int64_t num_experts;           /* E */
+  int64_t top_k;                 /* K */
+  int64_t moe_intermediate_size; /* I of one routed expert */
+  DLDataType dtype;              /* of the weights: hidden_states and output must have it */
+  DLDevice device;               /* where forward's tensors must be */
+  char model_type[32];           /* config.json's model_type, NUL-terminated */
+} moekit_block_info;
+
+MOEKIT_API int moekit_block_get_info(const moekit_block* block, moekit_block_info* info);
+
+/* output [T, H] = the whole block on hidden_states [T, H] (contiguous, the weights' dtype, on the
+ * block's device). With top_k_index and top_k_weights (both given, [T, K'] as in moekit_experts),
+ * router and shared experts are skipped: output is the experts call on that routing. backend as in
+ * moekit_experts. CUDA: queued on `stream`, no synchronisation (except the eager backend). */
+MOEKIT_API int moekit_block_forward(moekit_block* block, const DLTensor* hidden_states, const DLTensor* output,
+                                    const DLTensor* top_k_index, const DLTensor* top_k_weights,
+                                    const char* backend, void* stream);
+
+/* The routing the last moekit_block_forward without given routing chose, copied to host tensors:
+ * top_k_index [T, K] int32 and top_k_weights [T, K] float32 (kDLCPU, contiguous). Synchronises the
+ * block's device. Fails when there is no such forward yet or the shapes differ. */
+MOEKIT_API int moekit_block_routing(const moekit_block* block, const DLTensor* top_k_index,
+                                    const DLTensor* top_k_weights);
 
 /* The message of this thread's last failing call ("" before any). Valid until the next moekit call
  * on this thread. */

@@ -15,11 +15,13 @@ import sys
 from typing import Any
 
 from . import _experts, _lib, _tensor
-from ._lib import BackendNotFoundError, InvalidArgumentError, MoekitError, UnsupportedError, library_path
+from ._block import MoeBlock
+from ._lib import (BackendNotFoundError, InvalidArgumentError, MoekitError, NotFoundError, UnsupportedError,
+                   library_path)
 
 __all__ = [
-    "experts", "backends", "version", "library_path",
-    "MoekitError", "InvalidArgumentError", "UnsupportedError", "BackendNotFoundError",
+    "experts", "MoeBlock", "backends", "version", "library_path",
+    "MoekitError", "InvalidArgumentError", "UnsupportedError", "NotFoundError", "BackendNotFoundError",
 ]
 __version__ = "0.1.0"
 

@@ -31,11 +31,13 @@ class UnsupportedError(MoekitError):
     """A valid call that this backend, device or build cannot run."""
 
 
-class BackendNotFoundError(MoekitError, LookupError):
-    """No backend of that name for the tensors' device."""
+class NotFoundError(MoekitError, LookupError):
+    """Something named does not exist: a backend for the tensors' device, a checkpoint's tensor or file."""
 
 
-_ERRORS = {1: InvalidArgumentError, 2: UnsupportedError, 3: BackendNotFoundError}
+BackendNotFoundError = NotFoundError  # the name callers of moekit.experts know it by
+
+_ERRORS = {1: InvalidArgumentError, 2: UnsupportedError, 3: NotFoundError}
 
 
 class _DLDevice(ctypes.Structure):
@@ -89,6 +91,20 @@ class ExpertsOptions(ctypes.Structure):
     ]
 
 
+class BlockInfo(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("layer", ctypes.c_int32),
+        ("hidden_size", ctypes.c_int64),
+        ("num_experts", ctypes.c_int64),
+        ("top_k", ctypes.c_int64),
+        ("moe_intermediate_size", ctypes.c_int64),
+        ("dtype", _DLDataType),
+        ("device", _DLDevice),
+        ("model_type", ctypes.c_char * 32),
+    ]
+
+
 def candidate_paths() -> list[Path]:
     """Where the library is looked for, in order (MOEKIT_LIBRARY is handled before these)."""
     here = Path(__file__).resolve().parent
@@ -119,6 +135,16 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.moekit_abi_version.restype = ctypes.c_int
     lib.moekit_version.argtypes = []
     lib.moekit_version.restype = ctypes.c_char_p
+    lib.moekit_block_load.argtypes = [ctypes.c_char_p, ctypes.c_int, _DLDevice, ctypes.POINTER(ctypes.c_void_p)]
+    lib.moekit_block_load.restype = ctypes.c_int
+    lib.moekit_block_free.argtypes = [ctypes.c_void_p]
+    lib.moekit_block_free.restype = None
+    lib.moekit_block_get_info.argtypes = [ctypes.c_void_p, ctypes.POINTER(BlockInfo)]
+    lib.moekit_block_get_info.restype = ctypes.c_int
+    lib.moekit_block_forward.argtypes = [ctypes.c_void_p] + [ptr] * 4 + [ctypes.c_char_p, ctypes.c_void_p]
+    lib.moekit_block_forward.restype = ctypes.c_int
+    lib.moekit_block_routing.argtypes = [ctypes.c_void_p, ptr, ptr]
+    lib.moekit_block_routing.restype = ctypes.c_int
 
 
 def load() -> ctypes.CDLL:

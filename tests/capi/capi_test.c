@@ -176,6 +176,23 @@ int main(void) {
   free(text);
   CHECK(moekit_backends(NULL, 8, &length) == MOEKIT_ERROR_INVALID_ARGUMENT, "NULL buffer with a capacity");
 
+  /* The block's entry points on bad arguments (tests/python/test_block.py runs a real checkpoint). */
+  DLDevice cpu = {kDLCPU, 0};
+  moekit_block* block = (moekit_block*)&failures; /* must be reset to NULL on failure */
+  st = moekit_block_load("/nonexistent/moekit-model", -1, cpu, &block);
+  CHECK(st != MOEKIT_OK && block == NULL && strstr(moekit_last_error(), "config.json"), "missing folder: %d %s", st,
+        moekit_last_error());
+  CHECK(moekit_block_load(NULL, -1, cpu, &block) == MOEKIT_ERROR_INVALID_ARGUMENT, "NULL model_dir");
+  CHECK(moekit_block_load(".", -1, cpu, NULL) == MOEKIT_ERROR_INVALID_ARGUMENT, "NULL result pointer");
+  CHECK(moekit_block_load(".", -2, cpu, &block) == MOEKIT_ERROR_INVALID_ARGUMENT, "layer -2");
+  CHECK(moekit_block_forward(NULL, &x, &o, NULL, NULL, NULL, NULL) == MOEKIT_ERROR_INVALID_ARGUMENT &&
+            strstr(moekit_last_error(), "block is NULL"),
+        "forward on NULL: %s", moekit_last_error());
+  moekit_block_info info;
+  info.struct_size = sizeof info;
+  CHECK(moekit_block_get_info(NULL, &info) == MOEKIT_ERROR_INVALID_ARGUMENT, "info of NULL");
+  moekit_block_free(NULL);
+
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
