@@ -118,7 +118,8 @@ def tiny_solar_checkpoint(folder):
     H, I, E = 32, 16, 8
     config = {"model_type": "solar_open", "hidden_size": H, "moe_intermediate_size": I, "n_routed_experts": E,
               "num_experts_per_tok": 2, "n_shared_experts": 1, "num_hidden_layers": 2, "n_group": 1,
-              "topk_group": 1, "norm_topk_prob": True, "routed_scaling_factor": 1.0, "hidden_act": "silu"}
+              "topk_group": 1, "norm_topk_prob": True, "routed_scaling_factor": 1.0, "hidden_act": "silu",
+              "torch_dtype": "float32", "architectures": ["SolarOpenForCausalLM"]}
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(config, f)
     state = [12345]
