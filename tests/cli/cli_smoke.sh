@@ -67,6 +67,19 @@ expect_usage_error "graph on the cpu" "graph" -- bench --device cpu --graph on -
 expect_usage_error "unknown graph mode" "graph" -- bench --device cpu --graph maybe --hidden 64 --intermediate 32 --experts 8 --top-k 2
 expect 0 "graph off on the cpu" -- bench --device cpu --graph off --hidden 64 --intermediate 32 --experts 8 --top-k 2 \
   --tokens 2 --warmup 0 --repeat 1 --quiet
+# batch x seq, layers, scope, --model and --report.
+tiny=(--hidden 64 --intermediate 32 --experts 8 --top-k 2)
+expect 0 "batch x seq, 2 layers, both scopes" -- bench --device cpu "${tiny[@]}" --batch 1,2 --seq 2 --layers 2 \
+  --warmup 0 --repeat 1 --quiet
+expect_usage_error "tokens with batch" "exclusive" -- bench --device cpu "${tiny[@]}" --tokens 4 --batch 2 --seq 2
+expect_usage_error "zero batch" "batch" -- bench --device cpu "${tiny[@]}" --batch 0 --seq 2
+expect_usage_error "zero layers" "layers" -- bench --device cpu "${tiny[@]}" --layers 0
+expect_usage_error "unknown scope" "scope" -- bench --device cpu "${tiny[@]}" --scope router
+expect_usage_error "layer without model" "--model" -- bench --device cpu "${tiny[@]}" --layer 3
+expect_usage_error "model with preset" "exclusive" -- bench --device cpu --model /nonexistent --preset solar-open-100b
+expect_usage_error "missing model" "config.json" -- bench --device cpu --model /nonexistent/model
+expect_usage_error "report into a file" "report" -- bench --device cpu "${tiny[@]}" --report /dev/null
+expect_usage_error "report of nothing" "report" -- report --merge /nonexistent.json --out /tmp
 expect_usage_error "unknown check backend" "grouped_mm" -- check --device cpu --backends nope
 if "$moekit" check --device cuda >/dev/null 2>"$err"; then
   echo "FAIL: check --device cuda passed in a build or machine without CUDA backends"; failed=$((failed + 1))

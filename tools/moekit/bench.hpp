@@ -8,8 +8,11 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "ceilings.hpp"
 #include "moekit/backend.hpp"
+#include "moekit/model.hpp"
 #include "moekit/router.hpp"
 #include "moekit/tensor.hpp"
 
@@ -25,7 +28,11 @@ struct BenchShape {
   bool bias = false;
   moekit::DType dtype = moekit::DType::bf16;
   std::string overrides;  // preset dims replaced from the command line: "--experts 16"
-  std::string shared;     // the preset's shared expert, described; not part of the timed call
+  std::string shared;     // the shared expert, described; part of the block, not of the experts call
+  // The whole block: the preset's model description (or the checkpoint's) with these dims.
+  moekit::ModelConfig config;
+  std::string model_dir;  // --model: the checkpoint the blocks are read from; empty: random blocks
+  int first_layer = -1;   // --layer: the first MoE layer of the checkpoint benchmarked
 
   std::int64_t gate_up_rows() const noexcept { return options.has_gate ? 2 * intermediate : intermediate; }
   std::string dims() const;  // "H=4096 I=1280 E=128 K=8 bf16"
@@ -35,18 +42,32 @@ struct BenchShape {
 // and times replays of it; both gives a row of each.
 enum class GraphMode { off, on, both };
 
+// What one timed call covers: the experts call alone, or the whole MoE block (router, experts,
+// shared experts), each for every layer of the stack.
+enum class Scope { experts, block };
+const char* scope_name(Scope scope);
+
+// One token count: batch x seq, or a T given alone with --tokens (batch = 0).
+struct BenchPoint {
+  std::int64_t batch = 0, seq = 0, tokens = 0;
+};
+
 struct BenchPlan {
   BenchShape shape;
   moekit::DeviceType device = moekit::DeviceType::cpu;
   GraphMode graph = GraphMode::off;
   std::vector<const moekit::Backend*> backends;
-  std::vector<std::int64_t> tokens;
+  std::vector<BenchPoint> points;
+  std::vector<std::int64_t> tokens;  // the points' T, in order
+  int layers = 1;                    // independent blocks in a row, each with its own weights
+  std::vector<Scope> scopes{Scope::experts};
   int warmup = 2;
   int repeat = 10;
   int threads = 0;  // 0 = all hardware threads
   std::uint64_t seed = 0;
   bool quiet = false;
   std::string json_path, csv_path;
+  std::string command_line;  // as typed, for the report
 };
 
 // Byte counts of the plan; every product is overflow-checked when the plan is made.
@@ -68,13 +89,15 @@ std::vector<bool> graph_settings(GraphMode mode);
 // One (backend, T) measurement.
 struct BenchRow {
   std::string backend;
+  Scope scope = Scope::experts;
+  std::int64_t batch = 0, seq = 0;  // batch 0: T given with --tokens
   std::int64_t tokens = 0;
   bool graph = false;  // timed as replays of a captured CUDA graph
   // not_capturable: the backend cannot be captured in a CUDA graph (eager syncs with the host).
   enum class Status { ok, skipped, failed, not_capturable } status = Status::ok;
   std::string detail;  // why skipped, failed or not capturable; or a warning on an ok row
-  std::int64_t experts_hit = 0;
-  std::uint64_t hit_bytes = 0;
+  std::int64_t experts_hit = 0;  // summed over the layers of the stack
+  std::uint64_t hit_bytes = 0;   // block rows: also the router and shared weights
   double flops = 0;
   std::vector<double> times_s;  // each timed call
   double median_s = 0, p90_s = 0, min_s = 0;
@@ -118,5 +141,8 @@ void write_bench_json(std::ostream& out, const BenchPlan& plan, const DeviceDesc
                       const Ceilings& ceilings, const std::vector<BenchRow>& rows);
 void write_bench_csv(std::ostream& out, const BenchPlan& plan, const DeviceDescription& device,
                      const Ceilings& ceilings, const std::vector<BenchRow>& rows);
+// The rows as a report document (report.hpp: results.json's schema).
+nlohmann::json bench_report_document(const BenchPlan& plan, const DeviceDescription& device,
+                                     const Ceilings& ceilings, const std::vector<BenchRow>& rows);
 
 }  // namespace moekit_cli

@@ -40,6 +40,22 @@ DeviceWeights upload_weights(const BenchShape& s, std::uint64_t seed, int thread
   return w;
 }
 
+DeviceWeights upload_weights(const moekit::MoeWeights& host) {
+  auto copy = [](const moekit::Tensor& t, const char* what) {
+    if (t.numel() == 0) return cu::DeviceBuffer();
+    cu::DeviceBuffer b(t.nbytes(), what);
+    cu::upload(b.get(), t.data<void>(), t.nbytes(), what);
+    return b;
+  };
+  DeviceWeights w;
+  w.gate_up = copy(host.gate_up, "gate_up_proj");
+  w.down = copy(host.down, "down_proj");
+  w.gate_up_bias = copy(host.gate_up_bias, "gate_up_proj_bias");
+  w.down_bias = copy(host.down_bias, "down_proj_bias");
+  cu::check(cudaDeviceSynchronize(), "uploading the weights");
+  return w;
+}
+
 DeviceInputs upload_inputs(const BenchInputs& host) {
   DeviceInputs d;
   d.hidden = cu::DeviceBuffer(host.hidden.nbytes(), "hidden_states");

@@ -7,6 +7,7 @@
 #include "bench.hpp"
 #include "bench_data.hpp"
 #include "cuda_util.hpp"
+#include "moekit/moe_block.hpp"
 
 namespace moekit_cli {
 
@@ -16,6 +17,8 @@ struct DeviceWeights {
 // The same law as the CPU bench's weights (U(-1, 1) / sqrt(fan_in)), generated on the host chunk
 // by chunk and copied, so the host never holds the whole layer.
 DeviceWeights upload_weights(const BenchShape& shape, std::uint64_t seed, int threads);
+// Copies of a block's expert weights (and biases), e.g. a checkpoint's layer loaded on the host.
+DeviceWeights upload_weights(const moekit::MoeWeights& weights);
 
 struct DeviceInputs {
   cu::DeviceBuffer hidden, top_k_index, top_k_weights, output;

@@ -38,9 +38,9 @@ void check_device_memory(const BenchPlan& plan) {
     usage("not enough device memory: measuring the ceilings needs " + bytes_iec(ceiling) + ", more than the " +
           free_text);
   // Sizes were overflow-checked by check_sizes; the device buffers are the same tensors.
-  const u64 weights = device_weight_bytes(plan.shape);
+  const u64 weights = device_weight_bytes(plan.shape) * u64(plan.layers);
   for (std::int64_t T : plan.tokens) {
-    const u64 inputs = device_input_bytes(plan.shape, T);
+    const u64 inputs = device_input_bytes(plan.shape, T) * u64(plan.layers);
     const u64 base = weights + inputs;
     if (base > m.free)
       usage("not enough device memory: at T=" + std::to_string(T) + " the layer needs " + bytes_iec(base) +

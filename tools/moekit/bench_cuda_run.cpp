@@ -20,6 +20,7 @@
 #include <iostream>
 
 #include "bench.hpp"
+#include "bench_block.hpp"
 #include "bench_cuda_data.hpp"
 #include "moekit/error.hpp"
 #include "moekit/inputs.hpp"
@@ -109,13 +110,11 @@ bool output_finite(const BenchShape& s, const cu::DeviceBuffer& output, std::int
   return true;
 }
 
-void measure(const BenchPlan& plan, const moekit::Backend& backend, const moekit::ExpertsCall& call,
-             const DeviceInputs& inputs, moekit::Workspace workspace, const cu::Stream& stream, const cu::Event& start,
-             const cu::Event& stop, BenchRow& row) {
-  const moekit::RunContext context{plan.threads, stream.get()};
-  const Launch direct = [&] { moekit::experts(call, backend.name(), context, workspace); };
+// `direct` issues the whole stack once on the stream; `output` is the last layer's output.
+void measure(const BenchPlan& plan, const Launch& direct, const cu::DeviceBuffer& output, const cu::Stream& stream,
+             const cu::Event& start, const cu::Event& stop, BenchRow& row) {
   try {
-    cu::check(cudaMemsetAsync(inputs.output.get(), 0xFF, inputs.output.bytes(), stream.get()), "poisoning the output");
+    cu::check(cudaMemsetAsync(output.get(), 0xFF, output.bytes(), stream.get()), "poisoning the output");
     stream.synchronize("poisoning the output");
     row.dev_before = cu::mem_info().used();
     if (row.graph) {
@@ -132,7 +131,7 @@ void measure(const BenchPlan& plan, const moekit::Backend& backend, const moekit
     } else {
       time_calls(plan, direct, stream, start, stop, row);
     }
-    if (!output_finite(plan.shape, inputs.output, row.tokens)) {
+    if (!output_finite(plan.shape, output, row.tokens)) {
       row.status = BenchRow::Status::failed;
       row.detail = "the output holds NaN or Inf after the calls (it was poisoned with NaN before them)";
       return;
@@ -154,73 +153,124 @@ void measure(const BenchPlan& plan, const moekit::Backend& backend, const moekit
                  " during the timed calls";
 }
 
+// The "block" scope on cuda. MoeBlock::forward of this build computes on the host (router and
+// shared MLP in host loops, host tensors only), so there is nothing to time on the device yet and
+// the rows say so. Once the block runs on the device, this is the one place to change: move each
+// block to cuda:0 once (before the points), and return a Launch that runs
+// blocks[l].forward(act[l], act[l + 1], backend, {threads, stream}) for every layer l, with act[0]
+// the point's hidden states and act[L] the poisoned output; capture and timing are then shared.
+std::string cuda_block_unavailable() {
+  return "the MoE block runs on the host in this build (MoeBlock::forward takes host tensors); scope block "
+         "needs the device MoeBlock";
+}
+
 }  // namespace
 
 std::vector<BenchRow> run_bench_cuda(const BenchPlan& plan, const Ceilings& ceilings) {
   auto note = [&](const auto&... parts) {
     if (!plan.quiet) (std::cerr << ... << parts) << std::flush;
   };
+  const BenchShape& shape = plan.shape;
   const cu::Stream stream;
   const cu::Event start, stop;
-  note("building random weights on cuda:0 (", bytes_iec(weight_bytes(plan.shape)), ") ...\n");
-  const DeviceWeights weights = upload_weights(plan.shape, plan.seed, plan.threads);
+  std::vector<DeviceWeights> weights;
+  for (int l = 0; l < plan.layers; ++l) {
+    if (shape.model_dir.empty()) {
+      note("building random weights on cuda:0 (", bytes_iec(weight_bytes(shape)), ")", plan.layers > 1 ? " for layer " : "",
+           plan.layers > 1 ? std::to_string(l) : "", " ...\n");
+      weights.push_back(upload_weights(shape, plan.seed + 1000003u * std::uint64_t(l), plan.threads));
+    } else {
+      note("loading layer ", l, " of the stack from ", shape.model_dir, " and copying it to cuda:0 ...\n");
+      weights.push_back(upload_weights(make_block(plan, l).weights()));
+    }
+  }
+  const std::size_t L = weights.size();
 
   const std::vector<bool> graphs = graph_settings(plan.graph);
   std::vector<BenchRow> rows;
-  const std::size_t total = plan.tokens.size() * plan.backends.size() * graphs.size();
-  for (std::int64_t T : plan.tokens) {
-    const BenchInputs host = make_inputs(plan.shape, T, plan.seed, plan.threads);
-    const DeviceInputs inputs = upload_inputs(host);
-    const moekit::ExpertsCall call = make_device_call(plan.shape, weights, inputs, T);
-    const moekit::ExpertsProblem problem = moekit::validate(call);
-    // The floor's numerators come from the routing the host computed (the same values).
-    moekit::ExpertsCall counted = call;
-    counted.top_k_index = host.top_k_index;
-    const std::uint64_t hit = moekit::hit_weight_bytes(counted, problem);
-    const double flops = moekit::call_flops(counted, problem);
-    const double floor_s = std::max(double(hit) / ceilings.copy.bytes_per_s, flops / ceilings.gemm.flops_per_s);
-    for (const moekit::Backend* backend : plan.backends) {
-      const moekit::Support support = backend->supports(problem);
-      cu::DeviceBuffer scratch;
-      std::string no_workspace;
-      std::uint64_t workspace_bytes = 0;
-      if (support.ok) {
-        workspace_bytes = backend->workspace_bytes(problem);
-        try {
-          scratch = cu::DeviceBuffer(workspace_bytes, std::string(backend->name()) + "'s workspace");
-        } catch (const moekit::Error& e) {
-          no_workspace = e.what();
-        }
-      }
-      for (bool graph : graphs) {
-        BenchRow row;
-        row.backend = std::string(backend->name());
-        row.tokens = T;
-        row.graph = graph;
-        row.experts_hit = host.experts_hit;
-        row.hit_bytes = hit;
-        row.flops = flops;
-        row.floor_s = floor_s;
-        row.workspace_bytes = workspace_bytes;
-        note("[", rows.size() + 1, "/", total, "] ", row.backend, " T=", T, graph ? " graph" : "", " ... ");
-        if (!support.ok) {
-          row.status = BenchRow::Status::skipped;
-          row.detail = support.reason;
-        } else if (!no_workspace.empty()) {
-          row.status = BenchRow::Status::failed;
-          row.detail = no_workspace;
-        } else {
-          measure(plan, *backend, call, inputs, {scratch.get(), scratch.bytes()}, stream, start, stop, row);
-        }
-        switch (row.status) {
-          case BenchRow::Status::ok: note(fixed(row.median_s * 1e3, 3), " ms\n"); break;
-          case BenchRow::Status::skipped: note("skipped\n"); break;
-          case BenchRow::Status::failed: note("FAILED\n"); break;
-          case BenchRow::Status::not_capturable: note("cannot be captured\n"); break;
-        }
-        rows.push_back(std::move(row));
-      }
+  const std::size_t total = plan.points.size() * plan.scopes.size() * plan.backends.size() * graphs.size();
+  for (const BenchPoint& point : plan.points) {
+    const std::int64_t T = point.tokens;
+    // Per layer: its routing (routed on the host, as on the cpu) and its output; layer l reads the
+    // output of layer l - 1.
+    std::vector<BenchInputs> host;
+    std::vector<DeviceInputs> inputs;
+    std::vector<moekit::ExpertsCall> calls;
+    std::uint64_t hit = 0;
+    double flops = 0;
+    std::int64_t experts_hit = 0;
+    for (std::size_t l = 0; l < L; ++l) {
+      host.push_back(make_inputs(shape, T, plan.seed + 1000003u * l, plan.threads));
+      inputs.push_back(upload_inputs(host.back()));
+      calls.push_back(make_device_call(shape, weights[l], inputs.back(), T));
+      if (l > 0) calls.back().hidden_states = calls[l - 1].output;
+      // The floor's numerators come from the routing the host computed (the same values).
+      moekit::ExpertsCall counted = calls.back();
+      counted.top_k_index = host.back().top_k_index;
+      const moekit::ExpertsProblem p = moekit::validate(calls.back());
+      hit += moekit::hit_weight_bytes(counted, p);
+      flops += moekit::call_flops(counted, p);
+      experts_hit += host.back().experts_hit;
     }
+    const moekit::ExpertsProblem problem = moekit::validate(calls[0]);
+    const double floor_s = std::max(double(hit) / ceilings.copy.bytes_per_s, flops / ceilings.gemm.flops_per_s);
+    const cu::DeviceBuffer& output = inputs.back().output;
+    for (Scope scope : plan.scopes)
+      for (const moekit::Backend* backend : plan.backends) {
+        const moekit::Support support = backend->supports(problem);
+        cu::DeviceBuffer scratch;
+        std::string no_workspace;
+        std::uint64_t workspace_bytes = 0;
+        if (support.ok && scope == Scope::experts) {
+          workspace_bytes = backend->workspace_bytes(problem);
+          try {
+            scratch = cu::DeviceBuffer(workspace_bytes, std::string(backend->name()) + "'s workspace");
+          } catch (const moekit::Error& e) {
+            no_workspace = e.what();
+          }
+        }
+        // One workspace serves every layer: the calls run one after the other on one stream.
+        const moekit::Workspace workspace{scratch.get(), scratch.bytes()};
+        const moekit::RunContext context{plan.threads, stream.get()};
+        const Launch direct = [&] {
+          for (const moekit::ExpertsCall& call : calls) moekit::experts(call, backend->name(), context, workspace);
+        };
+        for (bool graph : graphs) {
+          BenchRow row;
+          row.backend = std::string(backend->name());
+          row.scope = scope;
+          row.batch = point.batch;
+          row.seq = point.seq;
+          row.tokens = T;
+          row.graph = graph;
+          row.experts_hit = experts_hit;
+          row.hit_bytes = hit;
+          row.flops = flops;
+          row.floor_s = floor_s;
+          row.workspace_bytes = workspace_bytes;
+          note("[", rows.size() + 1, "/", total, "] ", row.backend, " ", scope_name(scope), " T=", T,
+               graph ? " graph" : "", " ... ");
+          if (scope == Scope::block) {
+            row.status = BenchRow::Status::skipped;
+            row.detail = cuda_block_unavailable();
+          } else if (!support.ok) {
+            row.status = BenchRow::Status::skipped;
+            row.detail = support.reason;
+          } else if (!no_workspace.empty()) {
+            row.status = BenchRow::Status::failed;
+            row.detail = no_workspace;
+          } else {
+            measure(plan, direct, output, stream, start, stop, row);
+          }
+          switch (row.status) {
+            case BenchRow::Status::ok: note(fixed(row.median_s * 1e3, 3), " ms\n"); break;
+            case BenchRow::Status::skipped: note("skipped\n"); break;
+            case BenchRow::Status::failed: note("FAILED\n"); break;
+            case BenchRow::Status::not_capturable: note("cannot be captured\n"); break;
+          }
+          rows.push_back(std::move(row));
+        }
+      }
   }
   return rows;
 }

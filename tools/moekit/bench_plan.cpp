@@ -46,6 +46,8 @@ constexpr u64 kHostUploadChunkBytes = u64(256) << 20;
 
 }  // namespace
 
+const char* scope_name(Scope scope) { return scope == Scope::block ? "block" : "experts"; }
+
 std::string BenchShape::dims() const {
   return "H=" + std::to_string(hidden) + " I=" + std::to_string(intermediate) + " E=" + std::to_string(experts) +
          " K=" + std::to_string(top_k) + " " + std::string(moekit::dtype_name(dtype));
@@ -115,12 +117,13 @@ void check_memory(const BenchPlan& plan) {
   if (ceiling_memory_bytes() > avail)
     usage("not enough memory: measuring the copy bandwidth needs " + bytes_iec(ceiling_memory_bytes()) + ", more than the " +
           bytes_iec(avail) + " " + kAvailable);
-  const u64 weights = weight_bytes(plan.shape);
+  const std::string stack = plan.layers > 1 ? " x " + std::to_string(plan.layers) + " layers" : "";
+  const u64 weights = mul(weight_bytes(plan.shape), u64(plan.layers), "the weights of the layers");
   for (std::int64_t T : plan.tokens) {
-    const u64 act = activation_bytes(plan.shape, T);
+    const u64 act = mul(activation_bytes(plan.shape, T), u64(plan.layers) + 1, "the activations of the layers");
     const u64 base = weights + act;  // overflow excluded by check_sizes
     if (base > avail)
-      usage("not enough memory: at T=" + std::to_string(T) + " the layer needs " + bytes_iec(base) + " (weights " +
+      usage("not enough memory: at T=" + std::to_string(T) + " the layer" + stack + " needs " + bytes_iec(base) + " (weights " +
             bytes_iec(weights) + " + activations " + bytes_iec(act) + "), more than the " + bytes_iec(avail) + " " +
             kAvailable);
     const moekit::ExpertsProblem problem = planned_problem(plan.shape, T, plan.device);

@@ -9,6 +9,7 @@
 
 #include "bench.hpp"
 #include "cli.hpp"
+#include "report.hpp"
 #include "table.hpp"
 
 namespace moekit_cli {
@@ -69,29 +70,48 @@ std::vector<SummaryColumn> summary_columns(const BenchPlan& plan) {
   return cols;
 }
 
+bool by_shape(const BenchPlan& plan) {
+  return std::any_of(plan.points.begin(), plan.points.end(), [](const BenchPoint& p) { return p.batch > 0; });
+}
+
+bool same_point(const BenchRow& r, const BenchPoint& p) { return r.tokens == p.tokens && r.batch == p.batch && r.seq == p.seq; }
+
+std::string shape_cell(const BenchRow& r) { return std::to_string(r.batch) + "x" + std::to_string(r.seq); }
+
 void print_summary(const BenchPlan& plan, const std::vector<BenchRow>& rows) {
   const std::vector<SummaryColumn> columns = summary_columns(plan);
-  std::vector<Table::Column> cols{{"T"}, {"floor ms"}};
+  const bool shapes = by_shape(plan);
+  std::vector<Table::Column> cols;
+  if (shapes) cols.push_back({"batch x seq"});
+  cols.push_back({"T"});
+  cols.push_back({"scope", Table::Align::left});
+  cols.push_back({"floor ms"});
   for (const SummaryColumn& c : columns) cols.push_back({c.title});
   cols.push_back({"best / floor"});
   Table table(cols);
-  for (std::int64_t T : plan.tokens) {
-    std::vector<std::string> cells{std::to_string(T)};
-    double best = INFINITY, floor_s = NAN;
-    for (const BenchRow& r : rows) {
-      if (r.tokens != T) continue;
-      floor_s = r.floor_s;
-      if (timed(r)) best = std::min(best, r.median_s);
+  for (const BenchPoint& p : plan.points)
+    for (Scope scope : plan.scopes) {
+      std::vector<std::string> cells;
+      if (shapes) cells.push_back(std::to_string(p.batch) + "x" + std::to_string(p.seq));
+      cells.push_back(std::to_string(p.tokens));
+      cells.push_back(scope_name(scope));
+      double best = INFINITY, floor_s = NAN;
+      for (const BenchRow& r : rows) {
+        if (!same_point(r, p) || r.scope != scope) continue;
+        floor_s = r.floor_s;
+        if (timed(r)) best = std::min(best, r.median_s);
+      }
+      cells.push_back(ms(floor_s));
+      for (const SummaryColumn& c : columns)
+        for (const BenchRow& r : rows)
+          if (same_point(r, p) && r.scope == scope && r.backend == c.backend && r.graph == c.graph)
+            cells.push_back(timed(r) ? ms(r.median_s) : status_name(r.status));
+      cells.push_back(std::isfinite(best) && floor_s > 0 ? fixed(best / floor_s, 2) + "x" : "-");
+      table.add_row(std::move(cells));
     }
-    cells.push_back(ms(floor_s));
-    for (const SummaryColumn& c : columns)
-      for (const BenchRow& r : rows)
-        if (r.tokens == T && r.backend == c.backend && r.graph == c.graph)
-          cells.push_back(timed(r) ? ms(r.median_s) : status_name(r.status));
-    cells.push_back(std::isfinite(best) ? fixed(best / floor_s, 2) + "x" : "-");
-    table.add_row(std::move(cells));
-  }
-  std::cout << "\nsummary: median ms per backend (as in DESIGN §3)\n";
+  std::cout << "\nsummary: median ms per backend (as in DESIGN §3)";
+  if (plan.layers > 1) std::cout << ", " << plan.layers << " layers in a row";
+  std::cout << "\n";
   table.print(std::cout);
 }
 
@@ -114,7 +134,15 @@ void print_bench_header(const BenchPlan& plan, const DeviceDescription& device) 
   if (!s.overrides.empty()) std::cout << " with " << s.overrides;
   std::cout << "  " << s.dims() << "  " << layout(s) << "  router: " << moekit::describe(s.router)
             << "  expert weights " << bytes_iec(weight_bytes(s)) << "\n";
-  if (!s.shared.empty()) std::cout << "not timed: " << s.shared << " (the experts call only)\n";
+  std::cout << "timed: ";
+  for (std::size_t i = 0; i < plan.scopes.size(); ++i)
+    std::cout << (i ? "; " : "")
+              << (plan.scopes[i] == Scope::experts ? "experts = the experts call"
+                                                   : "block = the MoE block: router + experts" +
+                                                         (s.shared.empty() ? std::string() : " + " + s.shared));
+  if (plan.layers > 1)
+    std::cout << "; each for " << plan.layers << " layers in a row (independent weights, the output of one the input of the next)";
+  std::cout << "\n";
   if (on_cuda(plan)) {
     const char* graph = plan.graph == GraphMode::on     ? "graph on: one call captured per backend and T, its replays timed"
                         : plan.graph == GraphMode::both ? "graph off and on (a row each)"
@@ -158,8 +186,10 @@ std::string untimed_note(const BenchRow& r) {
 }
 
 void print_cuda_table(const BenchPlan& plan, const std::vector<BenchRow>& rows) {
-  Table table({{"T"},
+  Table table({{"b x s"},
+               {"T"},
                {"backend", Table::Align::left},
+               {"scope", Table::Align::left},
                {"graph", Table::Align::left},
                {"hit"},
                {"median ms"},
@@ -173,24 +203,25 @@ void print_cuda_table(const BenchPlan& plan, const std::vector<BenchRow>& rows) 
                {"+dev"},
                {"note", Table::Align::left}});
   for (const BenchRow& r : rows) {
-    const std::string hit = std::to_string(r.experts_hit) + "/" + std::to_string(plan.shape.experts);
+    const std::string hit = std::to_string(r.experts_hit) + "/" + std::to_string(plan.shape.experts * plan.layers);
+    const std::string bs = r.batch ? shape_cell(r) : "-";
     if (!timed(r)) {
-      table.add_row({std::to_string(r.tokens), r.backend, graph_name(r.graph), hit, "-", "-", ms(r.floor_s), "-", "-",
+      table.add_row({bs, std::to_string(r.tokens), r.backend, scope_name(r.scope), graph_name(r.graph), hit, "-", "-", ms(r.floor_s), "-", "-",
                      "-", r.status == BenchRow::Status::skipped ? "-" : bytes_iec(r.workspace_bytes), "-", "-",
                      untimed_note(r)});
       continue;
     }
     const auto growth = dev_growth(r);
-    table.add_row({std::to_string(r.tokens), r.backend, graph_name(r.graph), hit, ms(r.median_s), ms(r.p90_s),
+    table.add_row({bs, std::to_string(r.tokens), r.backend, scope_name(r.scope), graph_name(r.graph), hit, ms(r.median_s), ms(r.p90_s),
                    ms(r.floor_s), fixed(r.median_s / r.floor_s, 2), fixed(rate(double(r.hit_bytes), r) / 1e9, 1),
                    fixed(rate(r.flops, r) / 1e9, 1), bytes_iec(r.workspace_bytes),
                    r.dev_peak ? bytes_iec(*r.dev_peak) : "-", growth ? bytes_iec(*growth) : "-", r.detail});
   }
   std::cout << "\n";
   table.print(std::cout);
-  std::cout << "hit = experts hit by the routing; GB/s = bytes of the hit experts' weights / median; "
-               "GFLOP/s = 2 x multiply-adds / median; x floor = median / floor; graph on = replays of one captured "
-               "call\n"
+  std::cout << "hit = experts hit by the routing (summed over the layers); GB/s = bytes of the hit experts' weights "
+               "(block: + router and shared weights) / median; GFLOP/s = 2 x multiply-adds / median; x floor = median / "
+               "floor; graph on = replays of one captured call (of the whole stack)\n"
                "workspace = the backend's scratch (Backend::workspace_bytes), cudaMalloc'd by the bench before the "
                "calls; peak dev = the most device memory in use (cudaMemGetInfo total - free, device-wide: other "
                "processes count) after any warm-up or timed call, weights, inputs and workspace included; +dev = its "
@@ -205,8 +236,10 @@ void print_cuda_table(const BenchPlan& plan, const std::vector<BenchRow>& rows) 
 
 void print_bench_table(const BenchPlan& plan, const std::vector<BenchRow>& rows, bool peak_rss_reset) {
   if (on_cuda(plan)) return print_cuda_table(plan, rows);
-  Table table({{"T"},
+  Table table({{"b x s"},
+               {"T"},
                {"backend", Table::Align::left},
+               {"scope", Table::Align::left},
                {"hit"},
                {"median ms"},
                {"p90 ms"},
@@ -219,22 +252,23 @@ void print_bench_table(const BenchPlan& plan, const std::vector<BenchRow>& rows,
                {"+RSS"},
                {"note", Table::Align::left}});
   for (const BenchRow& r : rows) {
-    const std::string hit = std::to_string(r.experts_hit) + "/" + std::to_string(plan.shape.experts);
+    const std::string hit = std::to_string(r.experts_hit) + "/" + std::to_string(plan.shape.experts * plan.layers);
+    const std::string bs = r.batch ? shape_cell(r) : "-";
     if (!timed(r)) {
-      table.add_row({std::to_string(r.tokens), r.backend, hit, "-", "-", ms(r.floor_s), "-", "-", "-", "-", "-", "-",
-                     untimed_note(r)});
+      table.add_row({bs, std::to_string(r.tokens), r.backend, scope_name(r.scope), hit, "-", "-", ms(r.floor_s), "-",
+                     "-", "-", "-", "-", "-", untimed_note(r)});
       continue;
     }
     const auto growth = rss_growth(r);
-    table.add_row({std::to_string(r.tokens), r.backend, hit, ms(r.median_s), ms(r.p90_s), ms(r.floor_s),
+    table.add_row({bs, std::to_string(r.tokens), r.backend, scope_name(r.scope), hit, ms(r.median_s), ms(r.p90_s), ms(r.floor_s),
                    fixed(r.median_s / r.floor_s, 2), fixed(rate(double(r.hit_bytes), r) / 1e9, 1),
                    fixed(rate(r.flops, r) / 1e9, 1), bytes_iec(r.workspace_bytes),
                    r.peak_rss ? bytes_iec(*r.peak_rss) : "-", growth ? bytes_iec(*growth) : "-", r.detail});
   }
   std::cout << "\n";
   table.print(std::cout);
-  std::cout << "hit = experts hit by the routing; GB/s = bytes of the hit experts' weights / median; "
-               "GFLOP/s = 2 x multiply-adds / median; x floor = median / floor\n";
+  std::cout << "hit = experts hit by the routing (summed over the layers); GB/s = bytes of the hit experts' weights "
+               "(block: + router and shared weights) / median; GFLOP/s = 2 x multiply-adds / median; x floor = median / floor\n";
   if (peak_rss_reset)
     std::cout << "peak RSS = the process's resident high-water mark (VmHWM) during that backend's calls, weights and "
                  "inputs included (reset before each backend via /proc/self/clear_refs); +RSS = its rise above the "
@@ -277,7 +311,10 @@ void write_bench_json(std::ostream& out, const BenchPlan& plan, const DeviceDesc
                 {"transposed", s.options.transposed},
                 {"bias", s.bias},
                 {"router", moekit::describe(s.router)},
-                {"weight_bytes", weight_bytes(s)}};
+                {"weight_bytes", weight_bytes(s)},
+                {"layers", plan.layers},
+                {"model_dir", s.model_dir},
+                {"first_layer", s.first_layer}};
   j["settings"] = {{"warmup", plan.warmup},
                    {"repeat", plan.repeat},
                    {"threads", plan.threads},
@@ -309,7 +346,11 @@ void write_bench_json(std::ostream& out, const BenchPlan& plan, const DeviceDesc
   json out_rows = json::array();
   for (const BenchRow& r : rows) {
     json row = {{"backend", r.backend},
+                {"scope", scope_name(r.scope)},
+                {"batch", r.batch},
+                {"seq", r.seq},
                 {"tokens", r.tokens},
+                {"layers", plan.layers},
                 {"graph", graph_name(r.graph)},
                 {"status", status_name(r.status)},
                 {"experts_hit", r.experts_hit},
@@ -349,7 +390,7 @@ void write_bench_csv(std::ostream& out, const BenchPlan& plan, const DeviceDescr
          "experts_hit,hit_weight_bytes,flops,median_ms,p90_ms,min_ms,floor_ms,x_floor,gb_per_s,gflop_per_s,"
          "workspace_bytes,peak_rss_bytes,rss_growth_bytes,copy_gb_per_s,gemm_gflop_per_s,gemm_library,graph,gpu,"
          "peak_device_bytes,device_growth_bytes,device_before_bytes,device_after_warmup_bytes,device_after_bytes,"
-         "detail\n";
+         "detail,scope,batch,seq,layers\n";
   for (const BenchRow& r : rows) {
     const bool t = timed(r);
     const auto growth = rss_growth(r);
@@ -367,10 +408,72 @@ void write_bench_csv(std::ostream& out, const BenchPlan& plan, const DeviceDescr
         t && growth ? std::to_string(*growth) : "", number(ceilings.copy.bytes_per_s / 1e9),
         number(ceilings.gemm.flops_per_s / 1e9), ceilings.gemm.library + " " + ceilings.gemm.routine,
         graph_name(r.graph), device.gpu ? device.gpu->name : "", bytes(r.dev_peak), bytes(dgrowth),
-        bytes(r.dev_before), bytes(r.dev_after_warmup), bytes(r.dev_after), r.detail};
+        bytes(r.dev_before), bytes(r.dev_after_warmup), bytes(r.dev_after), r.detail, scope_name(r.scope),
+        std::to_string(r.batch), std::to_string(r.seq), std::to_string(plan.layers)};
     for (std::size_t i = 0; i < cells.size(); ++i) out << (i ? "," : "") << csv_field(cells[i]);
     out << "\n";
   }
+}
+
+}  // namespace moekit_cli
+
+namespace moekit_cli {
+
+nlohmann::json bench_report_document(const BenchPlan& plan, const DeviceDescription& device,
+                                     const Ceilings& ceilings, const std::vector<BenchRow>& rows) {
+  using nlohmann::json;
+  const BenchShape& s = plan.shape;
+  const bool cuda = on_cuda(plan);
+  std::string layer = s.name;
+  if (!s.overrides.empty()) layer += " with " + s.overrides;
+  layer += " (" + s.dims() + ")";
+  if (plan.layers > 1) layer += " x " + std::to_string(plan.layers) + " layers";
+  json source = {{"tool", "moekit bench"},
+                 {"command", plan.command_line},
+                 {"device", device.gpu ? device.gpu->name : device.text},
+                 {"layer", layer},
+                 {"notes", json::array()}};
+  source["notes"].push_back("ceilings measured in the run: copy " + fixed(ceilings.copy.bytes_per_s / 1e9, 1) +
+                            " GB/s, GEMM " + fixed(ceilings.gemm.flops_per_s / 1e12, 1) + " TFLOP/s (" +
+                            ceilings.gemm.library + "); floor = max(bytes / copy rate, FLOPs / GEMM rate)");
+  source["notes"].push_back(std::string("median of ") + std::to_string(plan.repeat) + " calls after " +
+                            std::to_string(plan.warmup) + " warm-up calls" +
+                            (cuda ? ", CUDA events; graph = replays of one captured call" : ", steady_clock"));
+  source["notes"].push_back(cuda ? "extra memory = the backend's workspace + the device memory it added (cudaMemGetInfo)"
+                                 : "extra memory = the rise of the resident set during the calls");
+  json out_rows = json::array();
+  for (const BenchRow& r : rows) {
+    std::string status = status_name(r.status);
+    if (r.status == BenchRow::Status::failed && r.detail.find("memory") != std::string::npos) status = "oom";
+    json row = {{"source", 0},
+                {"impl", "moekit"},
+                {"backend", r.backend},
+                {"mode", cuda ? (r.graph ? "graph" : "stream") : "cpu"},
+                {"scope", scope_name(r.scope)},
+                {"batch", r.batch},
+                {"seq", r.seq},
+                {"tokens", r.tokens},
+                {"layers", plan.layers},
+                {"status", status},
+                {"floor_ms", r.floor_s * 1e3}};
+    if (!r.detail.empty()) row["detail"] = r.detail;
+    if (timed(r)) {
+      row["median_ms"] = r.median_s * 1e3;
+      row["p90_ms"] = r.p90_s * 1e3;
+      if (cuda) {
+        if (auto g = dev_growth(r)) row["extra_memory_bytes"] = r.workspace_bytes + *g;
+        if (r.dev_peak) row["peak_memory_bytes"] = *r.dev_peak;
+      } else {
+        if (auto g = rss_growth(r)) row["extra_memory_bytes"] = *g;
+        if (r.peak_rss) row["peak_memory_bytes"] = *r.peak_rss;
+      }
+    }
+    out_rows.push_back(std::move(row));
+  }
+  return {{"schema", kReportSchema},
+          {"title", "moekit bench: " + s.name + " on " + (device.gpu ? device.gpu->name : device.type)},
+          {"sources", json::array({source})},
+          {"rows", out_rows}};
 }
 
 }  // namespace moekit_cli

@@ -24,6 +24,33 @@ std::string upper(std::string_view s) {
 
 void usage(const std::string& message) { throw UsageError(message); }
 
+namespace {
+std::string& stored_command_line() {
+  static std::string line;
+  return line;
+}
+}  // namespace
+
+void set_command_line(int argc, char** argv) {
+  std::string line;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i == 0) {
+      const auto slash = a.find_last_of('/');
+      if (slash != std::string::npos) a = a.substr(slash + 1);
+    }
+    if (a.empty() || a.find_first_of(" \t'\"$`\\") != std::string::npos) {
+      std::string q = "'";
+      for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      a = q + "'";
+    }
+    line += (i ? " " : "") + a;
+  }
+  stored_command_line() = line;
+}
+
+const std::string& command_line() { return stored_command_line(); }
+
 std::string join(const std::vector<std::string>& items, std::string_view sep) {
   std::string s;
   for (const auto& item : items) {

@@ -23,6 +23,10 @@ struct UsageError : std::runtime_error {
 inline constexpr int kExitMismatch = 1;  // a check failed, a backend failed in a run
 inline constexpr int kExitUsage = 2;     // bad request, setup error, not enough memory
 
+// The command line as typed (argv joined, arguments with spaces or quotes shell-quoted), for reports.
+void set_command_line(int argc, char** argv);
+const std::string& command_line();
+
 std::string join(const std::vector<std::string>& items, std::string_view sep = ", ");
 
 // "1,16, 128" -> {"1", "16", "128"}. An empty list or item is a usage error naming `option`.
