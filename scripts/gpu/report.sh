@@ -55,7 +55,7 @@ if [ $prep -eq 0 ]; then
   budget=$((TOTAL_S - $(elapsed) - 25))
   note "3/5 hf_compare.py run (checks and timings, budget ${budget}s)"
   hf_cmd=("$py" bench/hf_compare.py run --work "$work" --moekit "$moekit" --out "$rep/hf" --batch "$BATCH" --seq "$SEQ"
-          --budget-s "$budget")
+          --budget-s "$budget" --run-device cuda)
   timeout $((budget + 20)) "${hf_cmd[@]}" > "$logs/hf_compare.log" 2>&1
   hf_rc=$?
   [ -f "$rep/hf/log.txt" ] && mv "$rep/hf/log.txt" "$logs/hf_children.log"
@@ -88,7 +88,7 @@ page=$docs/solar-open-h100.md
   echo '```sh'
   [ $prep -eq 0 ] && echo "python3 bench/hf_compare.py prepare --work WORK"
   echo "moekit bench --device cuda ${layer[0]} $([ $prep -eq 0 ] && echo WORK/ckpt || echo solar-open-100b) --batch $BATCH --seq $SEQ --graph both --report moekit"
-  [ $prep -eq 0 ] && echo "python3 bench/hf_compare.py run --work WORK --moekit BUILD/moekit --out hf --batch $BATCH --seq $SEQ --budget-s ${budget:-0}"
+  [ $prep -eq 0 ] && echo "python3 bench/hf_compare.py run --work WORK --moekit BUILD/moekit --out hf --batch $BATCH --seq $SEQ --budget-s ${budget:-0} --run-device cuda"
   echo "moekit report --merge moekit/results.json hf/results.json --out merged"
   echo '```'
   echo

@@ -120,8 +120,11 @@ std::vector<moekit::MoeBlock> make_blocks(const BenchPlan& plan) {
 
 BlockWork block_work(const moekit::MoeBlock& block, const moekit::TensorView& x, const moekit::TensorView& out) {
   const moekit::ModelConfig& c = block.config();
-  const moekit::ExpertsCall call = block.experts_call(x, out, block.routing_index(), block.routing_weights());
+  // The ids are read on the host: a block on a GPU routed there (routing_index_host synchronises).
+  const moekit::Tensor ids = block.routing_index_host();
+  moekit::ExpertsCall call = block.experts_call(x, out, block.routing_index(), block.routing_weights());
   const moekit::ExpertsProblem problem = moekit::validate(call);
+  call.top_k_index = ids.view();
   BlockWork w;
   w.bytes = moekit::hit_weight_bytes(call, problem);
   w.flops = moekit::call_flops(call, problem);
@@ -132,7 +135,7 @@ BlockWork block_work(const moekit::MoeBlock& block, const moekit::TensorView& x,
     w.bytes += t->nbytes();
   w.flops += 2 * T * H * E + 2 * T * H * 3 * Is + (mw.shared_gate.numel() ? 2 * T * H : 0);
   std::vector<char> hit(std::size_t(c.num_experts), 0);
-  const moekit::TensorView idx = block.routing_index();
+  const moekit::TensorView idx = ids.view();
   for (std::int64_t i = 0; i < idx.numel(); ++i) {
     const std::int64_t e = moekit::element_as_int(idx, i);
     if (e >= 0 && e < c.num_experts) hit[std::size_t(e)] = 1;

@@ -153,17 +153,6 @@ void measure(const BenchPlan& plan, const Launch& direct, const cu::DeviceBuffer
                  " during the timed calls";
 }
 
-// The "block" scope on cuda. MoeBlock::forward of this build computes on the host (router and
-// shared MLP in host loops, host tensors only), so there is nothing to time on the device yet and
-// the rows say so. Once the block runs on the device, this is the one place to change: move each
-// block to cuda:0 once (before the points), and return a Launch that runs
-// blocks[l].forward(act[l], act[l + 1], backend, {threads, stream}) for every layer l, with act[0]
-// the point's hidden states and act[L] the poisoned output; capture and timing are then shared.
-std::string cuda_block_unavailable() {
-  return "the MoE block runs on the host in this build (MoeBlock::forward takes host tensors); scope block "
-         "needs the device MoeBlock";
-}
-
 }  // namespace
 
 std::vector<BenchRow> run_bench_cuda(const BenchPlan& plan, const Ceilings& ceilings) {
@@ -185,6 +174,15 @@ std::vector<BenchRow> run_bench_cuda(const BenchPlan& plan, const Ceilings& ceil
     }
   }
   const std::size_t L = weights.size();
+  // The "block" scope: each layer's MoeBlock on cuda:0 (its own copy of the weights, its router and
+  // shared MLP on the device), fed the same device activations as the experts scope.
+  std::vector<moekit::MoeBlock> blocks;
+  if (std::find(plan.scopes.begin(), plan.scopes.end(), Scope::block) != plan.scopes.end())
+    for (int l = 0; l < plan.layers; ++l) {
+      note("building block ", l, " and moving it to cuda:0 ...\n");
+      blocks.push_back(make_block(plan, l));
+      blocks.back().to(moekit::Device{moekit::DeviceType::cuda, 0});
+    }
 
   const std::vector<bool> graphs = graph_settings(plan.graph);
   std::vector<BenchRow> rows;
@@ -215,7 +213,33 @@ std::vector<BenchRow> run_bench_cuda(const BenchPlan& plan, const Ceilings& ceil
     const moekit::ExpertsProblem problem = moekit::validate(calls[0]);
     const double floor_s = std::max(double(hit) / ceilings.copy.bytes_per_s, flops / ceilings.gemm.flops_per_s);
     const cu::DeviceBuffer& output = inputs.back().output;
-    for (Scope scope : plan.scopes)
+    const moekit::RunContext context{plan.threads, stream.get()};
+    const auto forward_blocks = [&](std::string_view backend) {
+      for (std::size_t l = 0; l < L; ++l) blocks[l].forward(calls[l].hidden_states, calls[l].output, backend, context);
+    };
+    for (Scope scope : plan.scopes) {
+      // The block routes itself: one untimed pass gives the routing its floor counts (router, hit
+      // experts, shared MLP of every layer).
+      BlockWork block{};
+      std::string block_error;
+      if (scope == Scope::block) {
+        for (const moekit::Backend* b : plan.backends)
+          if (b->supports(problem).ok) {
+            try {
+              forward_blocks(b->name());
+              stream.synchronize("the block's routing pass");
+              for (std::size_t l = 0; l < L; ++l) {
+                const BlockWork w = block_work(blocks[l], calls[l].hidden_states, calls[l].output);
+                block.bytes += w.bytes;
+                block.flops += w.flops;
+                block.experts_hit += w.experts_hit;
+              }
+            } catch (const std::exception& e) {
+              block_error = e.what();
+            }
+            break;
+          }
+      }
       for (const moekit::Backend* backend : plan.backends) {
         const moekit::Support support = backend->supports(problem);
         cu::DeviceBuffer scratch;
@@ -231,10 +255,19 @@ std::vector<BenchRow> run_bench_cuda(const BenchPlan& plan, const Ceilings& ceil
         }
         // One workspace serves every layer: the calls run one after the other on one stream.
         const moekit::Workspace workspace{scratch.get(), scratch.bytes()};
-        const moekit::RunContext context{plan.threads, stream.get()};
-        const Launch direct = [&] {
+        const Launch direct = scope == Scope::block ? Launch([&] { forward_blocks(backend->name()); }) : Launch([&] {
           for (const moekit::ExpertsCall& call : calls) moekit::experts(call, backend->name(), context, workspace);
-        };
+        });
+        if (scope == Scope::block && support.ok && block_error.empty()) {
+          // A block grows its scratch (this backend's workspace among it) on a first call, which a
+          // capture may not do: one call outside the timing and any capture first.
+          try {
+            direct();
+            stream.synchronize("the block's first call");
+          } catch (const std::exception& e) {
+            block_error = e.what();
+          }
+        }
         for (bool graph : graphs) {
           BenchRow row;
           row.backend = std::string(backend->name());
@@ -243,19 +276,21 @@ std::vector<BenchRow> run_bench_cuda(const BenchPlan& plan, const Ceilings& ceil
           row.seq = point.seq;
           row.tokens = T;
           row.graph = graph;
-          row.experts_hit = experts_hit;
-          row.hit_bytes = hit;
-          row.flops = flops;
-          row.floor_s = floor_s;
+          row.experts_hit = scope == Scope::block ? block.experts_hit : experts_hit;
+          row.hit_bytes = scope == Scope::block ? block.bytes : hit;
+          row.flops = scope == Scope::block ? block.flops : flops;
+          row.floor_s = scope == Scope::block ? std::max(double(block.bytes) / ceilings.copy.bytes_per_s,
+                                                         block.flops / ceilings.gemm.flops_per_s)
+                                              : floor_s;
           row.workspace_bytes = workspace_bytes;
           note("[", rows.size() + 1, "/", total, "] ", row.backend, " ", scope_name(scope), " T=", T,
                graph ? " graph" : "", " ... ");
-          if (scope == Scope::block) {
-            row.status = BenchRow::Status::skipped;
-            row.detail = cuda_block_unavailable();
-          } else if (!support.ok) {
+          if (!support.ok) {
             row.status = BenchRow::Status::skipped;
             row.detail = support.reason;
+          } else if (scope == Scope::block && !block_error.empty()) {
+            row.status = BenchRow::Status::failed;
+            row.detail = block_error;
           } else if (!no_workspace.empty()) {
             row.status = BenchRow::Status::failed;
             row.detail = no_workspace;
@@ -271,6 +306,7 @@ std::vector<BenchRow> run_bench_cuda(const BenchPlan& plan, const Ceilings& ceil
           rows.push_back(std::move(row));
         }
       }
+    }
   }
   return rows;
 }
