@@ -120,11 +120,14 @@ std::vector<moekit::MoeBlock> make_blocks(const BenchPlan& plan) {
 
 BlockWork block_work(const moekit::MoeBlock& block, const moekit::TensorView& x, const moekit::TensorView& out) {
   const moekit::ModelConfig& c = block.config();
-  // The ids are read on the host: a block on a GPU routed there (routing_index_host synchronises).
-  const moekit::Tensor ids = block.routing_index_host();
-  moekit::ExpertsCall call = block.experts_call(x, out, block.routing_index(), block.routing_weights());
+  // Counted on the host whichever device the block is on: the routing copied back
+  // (routing_*_host synchronise), the block's host weights, and x and out described as host
+  // tensors (nothing reads their data here; validate() reads only the host ids).
+  const moekit::Tensor ids = block.routing_index_host(), weights = block.routing_weights_host();
+  moekit::TensorView hx = x, hout = out;
+  hx.device = hout.device = moekit::Device{};
+  const moekit::ExpertsCall call = block.experts_call(hx, hout, ids.view(), weights.view());
   const moekit::ExpertsProblem problem = moekit::validate(call);
-  call.top_k_index = ids.view();
   BlockWork w;
   w.bytes = moekit::hit_weight_bytes(call, problem);
   w.flops = moekit::call_flops(call, problem);
