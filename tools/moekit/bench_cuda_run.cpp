@@ -23,6 +23,7 @@
 #include "bench_cuda_data.hpp"
 #include "moekit/error.hpp"
 #include "moekit/inputs.hpp"
+#include "moekit/tune.hpp"
 #include "stats.hpp"
 #include "table.hpp"
 
@@ -211,6 +212,10 @@ std::vector<BenchRow> run_bench_cuda(const BenchPlan& plan, const Ceilings& ceil
           row.detail = no_workspace;
         } else {
           measure(plan, *backend, call, inputs, {scratch.get(), scratch.bytes()}, stream, start, stop, row);
+          if (row.backend == "auto" && row.detail.empty()) {  // what auto ran, in the detail column
+            const moekit::AutoChoice c = moekit::auto_choice(call);
+            row.detail = "ran " + c.candidate.label() + " (" + c.why + ")";
+          }
         }
         switch (row.status) {
           case BenchRow::Status::ok: note(fixed(row.median_s * 1e3, 3), " ms\n"); break;

@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   CLI::App app{"moekit: the expert feed-forward part of mixture-of-experts layers, with selectable backends",
                "moekit"};
   app.require_subcommand(1);
-  std::vector<Command> commands{add_list_command(app), add_check_command(app), add_bench_command(app), add_run_command(app)};
+  std::vector<Command> commands{add_list_command(app), add_check_command(app), add_bench_command(app),
+                                add_run_command(app), add_tune_command(app)};
   try {
     // CLI11 would call a misspelt subcommand a missing one; name it and the valid ones instead.
     if (argc > 1 && argv[1][0] != '-') {
