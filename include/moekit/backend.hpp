@@ -59,6 +59,9 @@ class Registry {
   std::vector<std::string> names(DeviceType device) const;
 
  private:
+  // The built-in chooser is the one backend allowed the reserved name.
+  friend void register_builtin_backends(Registry& registry);
+  void add_entry(std::unique_ptr<Backend> backend, bool reserved_ok);
   std::vector<std::unique_ptr<Backend>> backends_;
 };
 

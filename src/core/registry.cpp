@@ -22,11 +22,13 @@ std::string join(const std::vector<std::string>& names) {
 
 }  // namespace
 
-void Registry::add(std::unique_ptr<Backend> backend) {
+void Registry::add(std::unique_ptr<Backend> backend) { add_entry(std::move(backend), false); }
+
+void Registry::add_entry(std::unique_ptr<Backend> backend, bool reserved_ok) {
   if (!backend) throw Error(Errc::invalid_argument, "cannot register a null backend");
   const std::string_view name = backend->name();
   if (name.empty()) throw Error(Errc::invalid_argument, "a backend needs a non-empty name");
-  if (name == kReservedBackendName)
+  if (name == kReservedBackendName && !reserved_ok)
     throw Error(Errc::invalid_argument, "the backend name 'auto' is reserved for moekit's own chooser");
   if (find(name, backend->device()))
     throw Error(Errc::invalid_argument, "a backend named '" + std::string(name) + "' is already registered for " +
@@ -44,8 +46,8 @@ const Backend& Registry::get(std::string_view name, DeviceType device) const {
   if (const Backend* b = find(name, device)) return *b;
   const std::string dev(device_type_name(device));
   if (name == kReservedBackendName)
-    throw Error(Errc::not_found, "backend 'auto' is reserved and not available yet; valid backends for " + dev +
-                                     ": " + join(names(device)));
+    throw Error(Errc::not_found, "backend 'auto' is reserved for moekit's chooser, which picks among the CUDA "
+                                 "backends only; valid backends for " + dev + ": " + join(names(device)));
   throw Error(Errc::not_found,
               "unknown backend '" + std::string(name) + "' for " + dev + "; valid backends: " + join(names(device)));
 }
@@ -72,6 +74,8 @@ void register_builtin_backends(Registry& registry) {
   registry.add(cuda::make_eager_backend());
   registry.add(cuda::make_batched_mm_backend());
   registry.add(cuda::make_grouped_mm_backend());
+  registry.add(cuda::make_fused_backend());
+  registry.add_entry(cuda::make_auto_backend(), true);
 #endif
 }
 

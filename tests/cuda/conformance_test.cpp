@@ -67,7 +67,9 @@ TEST_P(CudaLargeShape, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaLargeShape,
                          ::testing::Values(Tall{"grouped_mm", 3}, Tall{"grouped_mm", 40}, Tall{"grouped_mm", 100},
-                                           Tall{"grouped_mm", 300}, Tall{"batched_mm", 5}, Tall{"eager", 300}),
+                                           Tall{"grouped_mm", 300}, Tall{"batched_mm", 5}, Tall{"eager", 300},
+                                           Tall{"fused", 1}, Tall{"fused", 3}, Tall{"fused", 40}, Tall{"fused", 300},
+                                           Tall{"auto", 3}),
                          [](const ::testing::TestParamInfo<Tall>& i) {
                            return i.param.backend + "_T" + std::to_string(i.param.tokens);
                          });

@@ -1,4 +1,4 @@
-// CUDA graphs: batched_mm and grouped_mm capture (no sync, no allocation in run()); eager refuses.
+// CUDA graphs: batched_mm, grouped_mm, fused and auto capture (no sync, no allocation in run()); eager refuses.
 #include <gtest/gtest.h>
 
 #include "cuda/cuda_test_util.hpp"
@@ -52,7 +52,7 @@ TEST_P(CudaGraph, CapturedCallReplaysToTheSameOutput) {
   cudaFree(ws);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cuda, CudaGraph, ::testing::Values("batched_mm", "grouped_mm"));
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaGraph, ::testing::Values("batched_mm", "grouped_mm", "fused", "auto"));
 
 TEST(CudaGraphEager, RefusesCaptureWithAClearError) {
   MOEKIT_SKIP_WITHOUT_GPU();

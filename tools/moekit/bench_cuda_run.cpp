@@ -24,6 +24,7 @@
 #include "bench_cuda_data.hpp"
 #include "moekit/error.hpp"
 #include "moekit/inputs.hpp"
+#include "moekit/tune.hpp"
 #include "stats.hpp"
 #include "table.hpp"
 
@@ -296,6 +297,10 @@ std::vector<BenchRow> run_bench_cuda(const BenchPlan& plan, const Ceilings& ceil
             row.detail = no_workspace;
           } else {
             measure(plan, direct, output, stream, start, stop, row);
+            if (row.backend == "auto" && row.detail.empty() && scope == Scope::experts) {  // what auto ran
+              const moekit::AutoChoice c = moekit::auto_choice(calls[0]);
+              row.detail = "ran " + c.candidate.label() + " (" + c.why + ")";
+            }
           }
           switch (row.status) {
             case BenchRow::Status::ok: note(fixed(row.median_s * 1e3, 3), " ms\n"); break;

@@ -18,5 +18,6 @@ Command add_check_command(CLI::App& parent);
 Command add_bench_command(CLI::App& parent);
 Command add_run_command(CLI::App& parent);
 Command add_report_command(CLI::App& parent);
+Command add_tune_command(CLI::App& parent);
 
 }  // namespace moekit_cli

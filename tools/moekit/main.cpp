@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
                "moekit"};
   app.require_subcommand(1);
   std::vector<Command> commands{add_list_command(app), add_check_command(app), add_bench_command(app), add_run_command(app),
-                                add_report_command(app)};
+                                add_report_command(app), add_tune_command(app)};
   try {
     // CLI11 would call a misspelt subcommand a missing one; name it and the valid ones instead.
     if (argc > 1 && argv[1][0] != '-') {

@@ -1,0 +1,47 @@
+// moekit CUDA: the `fused` backend's plan, shared with `auto` (which picks a plan per shape).
+//
+// Two paths:
+//   gemv     decode-sized batches: each hit expert's weights streamed once from HBM over all SMs
+//            (kernels/fused_gemv.cuh), gate fused into GEMV1, weighted combine in k order. Needs a
+//            16-bit dtype, [N, K] weights, H and I multiples of 8, 16-byte aligned rows and
+//            T*K <= 1024.
+//   grouped  everything else: device routing, the grouped tensor-core GEMMs (wgmma on sm_90a for
+//            128-row tiles) and the combine of the shared pipeline (pipeline.hpp), with the tile
+//            height taken from the plan. Not yet a fused kernel of its own (docs/perf-notes.md).
+// Included by .cu files only.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "moekit/backend.hpp"
+
+namespace moekit::cuda {
+
+struct FusedPlan {
+  enum class Path { gemv, grouped } path = Path::grouped;
+  int nt = 1;  // gemv: tokens per pass over the rows, in groups of 8 (1, 2 or 4)
+  int rg = 1;  // gemv: 16-row groups per CTA (1 or 2)
+  int bm = 0;  // grouped: tile rows (16, 32, 64, 128); 0 = the pipeline's heuristic
+  std::string describe() const;  // "gemv nt=1 rg=1", "grouped bm=64", "grouped bm=auto"
+};
+
+// Parses describe()'s form; throws Error(invalid_argument) on anything else.
+FusedPlan parse_fused_plan(const std::string& text);
+
+// Whether the gemv path can run this call (sizes, dtype, layout and pointer alignment); the
+// reason when not.
+Support fused_gemv_fits(const ExpertsCall& call, const ExpertsProblem& p);
+
+// The plan `fused` runs without a table: gemv while the call streams weights (few rows per hit
+// expert), grouped beyond.
+FusedPlan default_fused_plan(const ExpertsCall& call, const ExpertsProblem& p);
+
+// The registered backend: the default plan per call.
+std::unique_ptr<Backend> make_fused_backend();
+// Runs `fused` with this plan (validated call; workspace as workspace_bytes says). Throws
+// Error(unsupported) when the plan cannot run this call.
+void run_fused(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan& plan, Workspace ws,
+               const RunContext& ctx);
+
+}  // namespace moekit::cuda
