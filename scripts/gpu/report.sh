@@ -4,7 +4,9 @@
 # minutes, from a build folder that already has the moekit CLI (cmake --build BUILD --target moekit_cli).
 #
 #   scripts/gpu/report.sh BUILD_DIR OUTDIR
-#   env: BATCH (1,4), SEQ (1,16,128,512), TOTAL_S (530: the wall-clock budget of the whole script),
+#   env: BATCH (1,4), SEQ (1,16,128,512), TOTAL_S (530: the wall-clock budget of the whole script;
+#        on an H100 inductor's max-autotune compiles take 11-59 s per point, so every cell of every
+#        compile mode needs about TOTAL_S=1500),
 #        WORK (scratch folder for the 4 GB checkpoint; default a fresh one under TMPDIR, removed at exit)
 #
 # Steps: (1) bench/hf_compare.py prepare: one random Solar-Open-100B layer as a checkpoint;
@@ -59,7 +61,7 @@ if [ $prep -eq 0 ]; then
   timeout $((budget + 20)) "${hf_cmd[@]}" > "$logs/hf_compare.log" 2>&1
   hf_rc=$?
   [ -f "$rep/hf/log.txt" ] && mv "$rep/hf/log.txt" "$logs/hf_children.log"
-  rm -f "$rep/hf/rows.jsonl"
+  # rows.jsonl stays: the rows of an interrupted comparison, one JSON object per line.
   note "   rc=$hf_rc"
 fi
 
