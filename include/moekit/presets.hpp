@@ -1,4 +1,5 @@
-// moekit: the expert shapes of real models (DESIGN §2) as data, for benchmarks and examples.
+// moekit: the expert shapes of real models (DESIGN §2) as config.json descriptions, for benchmarks
+// and examples.
 #pragma once
 
 #include <cstdint>
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include "moekit/experts.hpp"
+#include "moekit/model.hpp"
 #include "moekit/router.hpp"
 
 namespace moekit {
@@ -30,19 +32,16 @@ struct Preset {
   RouterConfig router;
   ExpertsOptions options;
   bool bias = false;  // gate_up_proj_bias and down_proj_bias (gpt-oss)
+  // The description the fields above are read from: the expert part of the model's config.json,
+  // parsed like a checkpoint's (transformers' defaults for what it leaves out).
+  ModelConfig config;
 };
 
 // In the order of DESIGN §2.
 const std::vector<Preset>& presets();
 // Throws moekit::Error (Errc::not_found) listing the valid names.
 const Preset& find_preset(std::string_view name);
-
-}  // namespace moekit
-
-#include "moekit/model.hpp"
-
-namespace moekit {
-// The preset as the description of its model (config.json defaults of its model_type, with the
-// preset's sizes and router).
+// The preset's model description (Preset::config), for the code that takes a ModelConfig.
 ModelConfig preset_model_config(const Preset& preset);
+
 }  // namespace moekit
