@@ -219,6 +219,15 @@ TEST(RunCli, DeepseekV3Bf16Sharded) { check_routed_run({"deepseek_v3", DType::bf
 TEST(RunCli, GivenRoutingQwen2MoeF32) { check_given_routing_run({"qwen2_moe", DType::f32, false}); }
 TEST(RunCli, GivenRoutingDeepseekV3Bf16Sharded) { check_given_routing_run({"deepseek_v3", DType::bf16, true}); }
 
+// Every model_type through `moekit run` on every CPU backend, both paths (own routing: fp32, single
+// file; given routing: bf16, sharded).
+class RunCliCpu : public testing::TestWithParam<std::string> {};
+TEST_P(RunCliCpu, RoutedF32) { check_routed_run({GetParam(), DType::f32, false}); }
+TEST_P(RunCliCpu, GivenRoutingBf16Sharded) { check_given_routing_run({GetParam(), DType::bf16, true}); }
+INSTANTIATE_TEST_SUITE_P(AllModelTypes, RunCliCpu,
+                         testing::Values("solar_open", "glm4_moe", "deepseek_v3", "mixtral", "qwen2_moe", "qwen3_moe",
+                                         "olmoe", "gpt_oss"));
+
 // The same round trips with --device cuda, for every model_type: OUT has the same format.
 class RunCliCuda : public testing::TestWithParam<std::string> {};
 TEST_P(RunCliCuda, RoutedF32) {
