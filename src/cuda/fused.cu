@@ -16,17 +16,6 @@ namespace {
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
-kernels::Act to_kernel(Activation a) {
-  switch (a) {
-    case Activation::silu: return kernels::Act::silu;
-    case Activation::gelu: return kernels::Act::gelu;
-    case Activation::gelu_tanh: return kernels::Act::gelu_tanh;
-    case Activation::relu: return kernels::Act::relu;
-    case Activation::clamped_swiglu: return kernels::Act::clamped_swiglu;
-  }
-  return kernels::Act::silu;
-}
-
 // Mean rows per hit expert: T*K spread over at most E experts.
 double rows_per_hit_expert(const ExpertsProblem& p) {
   const double n = double(p.tokens * p.top_k);
@@ -82,7 +71,7 @@ void run_gemv(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan&
   g.tokens = int(p.tokens);
   g.top_k = int(p.top_k);
   g.experts = int(p.experts);
-  g.act = kernels::ActParams{to_kernel(o.activation), o.swiglu_alpha, o.swiglu_limit};
+  g.act = kernel_activation(o);
 
   kernels::GemvParams g1 = g;
   g1.a = call.hidden_states.data;

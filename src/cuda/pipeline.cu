@@ -45,17 +45,6 @@ int tc_tile_rows(const ExpertsProblem& p) {
   return 128;
 }
 
-kernels::Act to_kernel(Activation a) {
-  switch (a) {
-    case Activation::silu: return kernels::Act::silu;
-    case Activation::gelu: return kernels::Act::gelu;
-    case Activation::gelu_tanh: return kernels::Act::gelu_tanh;
-    case Activation::relu: return kernels::Act::relu;
-    case Activation::clamped_swiglu: return kernels::Act::clamped_swiglu;
-  }
-  return kernels::Act::silu;
-}
-
 std::string step(const char* who, const char* what) { return std::string(who) + " (cuda): " + what; }
 
 cudaError_t dispatch_gemm(DType dtype, const kernels::GroupedGemmParams& g, bool kn, const GemmPlan& plan, int slots,
@@ -147,7 +136,7 @@ void launch_expert_gemms(const ExpertsCall& call, const ExpertsProblem& p, const
                          float* y, cudaStream_t stream, const char* who) {
   const ExpertsOptions& o = p.options;
   const std::int64_t H = p.hidden, I = p.intermediate, R = p.gate_up_rows();
-  kernels::ActParams act{to_kernel(o.activation), o.swiglu_alpha, o.swiglu_limit};
+  const kernels::ActParams act = kernel_activation(o);
 
   kernels::GroupedGemmParams g1;
   g1.tiles = tiles;
@@ -220,6 +209,18 @@ void launch_combine(const ExpertsCall& call, const ExpertsProblem& p, const int*
     default: break;
   }
   check(err, step(who, "combine").c_str());
+}
+
+kernels::ActParams kernel_activation(const ExpertsOptions& o) {
+  kernels::Act a = kernels::Act::silu;
+  switch (o.activation) {
+    case Activation::silu: a = kernels::Act::silu; break;
+    case Activation::gelu: a = kernels::Act::gelu; break;
+    case Activation::gelu_tanh: a = kernels::Act::gelu_tanh; break;
+    case Activation::relu: a = kernels::Act::relu; break;
+    case Activation::clamped_swiglu: a = kernels::Act::clamped_swiglu; break;
+  }
+  return {a, o.swiglu_alpha, o.swiglu_limit};
 }
 
 }  // namespace moekit::cuda

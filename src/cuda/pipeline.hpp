@@ -12,12 +12,16 @@
 
 #include <cstddef>
 
+#include "cuda/kernels/activation.cuh"
 #include "cuda/kernels/types.cuh"
 #include "moekit/backend.hpp"
 
 namespace moekit::cuda {
 
 enum class Strategy { eager, batched, grouped };
+
+// The kernels' activation code and parameters for the call's options.
+kernels::ActParams kernel_activation(const ExpertsOptions& o);
 
 struct GemmPlan {
   bool tensor_cores = false;  // bf16/f16 with 16-byte-aligned rows; else the fp32 FMA path
