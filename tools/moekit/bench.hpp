@@ -13,6 +13,7 @@
 #include "ceilings.hpp"
 #include "moekit/backend.hpp"
 #include "moekit/model.hpp"
+#include "moekit/presets.hpp"
 #include "moekit/router.hpp"
 #include "moekit/tensor.hpp"
 
@@ -37,6 +38,9 @@ struct BenchShape {
   std::int64_t gate_up_rows() const noexcept { return options.has_gate ? 2 * intermediate : intermediate; }
   std::string dims() const;  // "H=4096 I=1280 E=128 K=8 bf16"
 };
+
+// The experts call of a preset (name, sizes, router, layout); dtype and the block fields untouched.
+BenchShape experts_shape_of(const moekit::Preset& preset);
 
 // CUDA graphs: off times each call as issued on the stream; on captures one call per (backend, T)
 // and times replays of it; both gives a row of each.

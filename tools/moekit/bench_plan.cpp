@@ -48,6 +48,20 @@ constexpr u64 kHostUploadChunkBytes = u64(256) << 20;
 
 const char* scope_name(Scope scope) { return scope == Scope::block ? "block" : "experts"; }
 
+BenchShape experts_shape_of(const moekit::Preset& p) {
+  BenchShape s;
+  s.name = std::string(p.name);
+  s.model = std::string(p.model);
+  s.hidden = p.hidden;
+  s.intermediate = p.intermediate;
+  s.experts = p.experts;
+  s.top_k = p.top_k;
+  s.router = p.router;
+  s.options = p.options;
+  s.bias = p.bias;
+  return s;
+}
+
 std::string BenchShape::dims() const {
   return "H=" + std::to_string(hidden) + " I=" + std::to_string(intermediate) + " E=" + std::to_string(experts) +
          " K=" + std::to_string(top_k) + " " + std::string(moekit::dtype_name(dtype));

@@ -119,15 +119,7 @@ BenchShape resolve_shape(const BenchOptions& o) {
   if (o.layer_opt->count()) usage("--layer needs --model DIR (a checkpoint's layer)");
   if (!o.preset.empty()) {
     const moekit::Preset& p = moekit::find_preset(o.preset);
-    s.name = std::string(p.name);
-    s.model = std::string(p.model);
-    s.hidden = p.hidden;
-    s.intermediate = p.intermediate;
-    s.experts = p.experts;
-    s.top_k = p.top_k;
-    s.router = p.router;
-    s.options = p.options;
-    s.bias = p.bias;
+    s = experts_shape_of(p);
     if (p.shared.count) s.shared = "shared expert " + shared_text(p.shared);
     s.config = moekit::preset_model_config(p);
   } else {

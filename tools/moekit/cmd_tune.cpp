@@ -76,16 +76,7 @@ int run_tune(const TuneOptions& o) {
   require_positive("--repeat", o.repeat);
   require_non_negative("--warmup", o.warmup);
   const moekit::Preset& p = moekit::find_preset(o.preset);
-  BenchShape s;
-  s.name = std::string(p.name);
-  s.model = std::string(p.model);
-  s.hidden = p.hidden;
-  s.intermediate = p.intermediate;
-  s.experts = p.experts;
-  s.top_k = p.top_k;
-  s.router = p.router;
-  s.options = p.options;
-  s.bias = p.bias;
+  BenchShape s = experts_shape_of(p);
   const auto dtype = moekit::parse_dtype(o.dtype);
   if (!dtype || !(*dtype == moekit::DType::bf16 || *dtype == moekit::DType::f16 || *dtype == moekit::DType::f32))
     usage("unsupported dtype '" + o.dtype + "'; valid: bf16, f16, f32");
