@@ -35,8 +35,9 @@ for b in moekit.backends(): print(" ", b["name"], b["device"], "available" if b[
 
 cd "$root"
 start=$(date +%s)
+# -X faulthandler: a crash in the library prints the Python stack that led to it.
 # 230 s: the whole run stays under 4 minutes with interpreter start-up and compilation.
-timeout 230 "$PYTHON" -m pytest -q -p no:cacheprovider -rs -s tests/python \
+timeout 230 "$PYTHON" -X faulthandler -m pytest -q -p no:cacheprovider -rs -s tests/python \
   --junitxml "$outdir/python-junit.xml" ${PYTEST_ARGS:-} > "$outdir/python-pytest.log" 2>&1
 rc=$?
 {
