@@ -20,12 +20,18 @@
 //          or act alone -> h[pair, i] in the activation dtype;
 //   GEMV2: + bias -> y[pair, row] in fp32 (unweighted; the combine applies w in k order).
 //
+// Two launch forms: three kernels (fused_gemv_kernel for GEMV1, again for GEMV2, then
+// fused_combine_kernel), or one persistent kernel doing the three (fused_gemv1k_kernel, at the end
+// of this file) that pays one launch, one routing prologue per CTA and one tail.
+//
 // Requirements (the host checks them): 16-bit dtype, [N, K] weights, K % 8 == 0, 16-byte aligned
 // rows (weights, a), T*K <= kGemvMaxPairs.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "activation.cuh"
@@ -184,6 +190,23 @@ __device__ __forceinline__ void gemv_load_chunks(const GemvParams& p, int kc0, i
   }
 }
 
+// Asks L2 for the first kGemvPrefetchChunks chunks of 64 k of block blk's weight rows (one 128-byte
+// line per row and chunk), without waiting and without registers: a unit that must wait for its a
+// rows keeps its share of the weight stream going meanwhile.
+inline constexpr int kGemvPrefetchChunks = 16;
+template <class T, int RG>
+__device__ __forceinline__ void gemv_prefetch_l2(const GemvParams& p, int e, int blk) {
+  const int chunks = min((p.kdim + 63) / 64, kGemvPrefetchChunks);
+  const T* w_base = static_cast<const T*>(p.w) + std::int64_t(e) * p.w_expert_stride;
+  for (int i = threadIdx.x; i < RG * 16 * chunks; i += kGemvThreads) {
+    const int rr = i / chunks, kc = i % chunks;
+    int row = 0;
+    if (!gemv_row(p, blk * RG + rr / 16, rr % 16, row)) continue;
+    const T* line = w_base + std::int64_t(row) * p.ldw + kc * 64;
+    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(line));
+  }
+}
+
 template <class T, int NT, int RG>
 __device__ __forceinline__ void gemv_mma_chunks(const uint4 (&wv)[kGemvUnroll][RG][2][2],
                                                 const uint4 (&xv)[kGemvUnroll][NT][2], float (&acc)[RG][NT][4]) {
@@ -337,7 +360,7 @@ __global__ void __launch_bounds__(kGemvThreads) fused_gemv_kernel(const GemvPara
 }
 
 // 16-row groups of one expert's weights that the launch covers.
-inline int gemv_groups(const GemvParams& p) {
+__host__ __device__ inline int gemv_groups(const GemvParams& p) {
   if (p.epilogue == Epilogue::gate_concatenated || p.epilogue == Epilogue::gate_interleaved)
     return (p.inter + 7) / 8;
   return (p.n_weights + 15) / 16;
@@ -415,6 +438,234 @@ cudaError_t launch_fused_combine(const float* y, int H, const Id* ids, std::int6
   fused_combine_kernel<T, W, Id><<<dim3(unsigned(T_), unsigned(col_blocks)), threads, 0, stream>>>(
       y, H, ids, id_stride, K, E, w, w_stride, out, out_stride);
   return cudaGetLastError();
+}
+
+// ================================================================================================
+// One launch per decode step (plan "gemv1k"): GEMV1, GEMV2 and the combine in one persistent grid,
+// so the step pays one launch, one routing prologue per CTA and one tail instead of three.
+//
+// Work units, numbered: first every GEMV1 unit (hit-expert slot s, row block b of the gate_up
+// rows; slot-major), then every GEMV2 unit (slot s, row block b of the down rows). Unit u runs on
+// CTA u % grid and each CTA runs its units in increasing order: a static schedule, no work
+// claiming. A GEMV2 unit of slot s waits until slot_done[s] counts all GEMV1 units of slot s; it
+// issues its first weight loads before it waits (the down rows do not depend on h).
+// No deadlock: the grid is at most the co-resident CTA count and the launch is cooperative (all
+// CTAs run at once or the launch fails), and every GEMV1 unit precedes every GEMV2 unit in every
+// CTA's queue, so a CTA that waits has finished its own GEMV1 units, and each unit it waits for
+// runs on a CTA that reaches it without waiting.
+// The combine: cols_done[t][b] counts the GEMV2 units of row block b finished over token t's valid
+// pairs; the unit that completes it (its atomicAdd returns the count - 1) sums token t's rows over
+// those columns in k order (combine_quad, the three-kernel path's arithmetic: bitwise equal).
+// Only counters are atomic; every floating-point sum has a fixed order.
+// Memory order: writers (warp 0) __threadfence() after their h / y rows, then the count is
+// published; a reader acquires the count (ld.acquire, or a fence after the atomicAdd), the CTA
+// synchronises, and h / y are read from L2 (ld.global.cg), never through L1 or the non-coherent path.
+// Tokens without a valid pair get zero rows from CTA t % grid. The counters must be zero at launch:
+// the launcher clears them on the stream first (a memset node under graph capture).
+
+struct Gemv1kParams {
+  GemvParams up;    // GEMV1: gate_up -> h; its ids / tokens / top_k / experts are the routing
+  GemvParams down;  // GEMV2: down -> y [T*K, H] fp32 (out), n_weights = H
+  bool ids_i64 = false;
+  const void* weights = nullptr;  // top_k_weights [T, K]: fp32, or the activation dtype
+  std::int64_t weight_stride = 0;
+  bool weights_f32 = true;
+  void* out = nullptr;  // [T, H] in the activation dtype
+  std::int64_t out_stride = 0;
+  int* slot_done = nullptr;  // [min(E, T*K)] GEMV1 units finished per hit-expert slot
+  int* cols_done = nullptr;  // [T, GEMV2 units per expert] GEMV2 units finished per token and block
+};
+
+__device__ __forceinline__ int ld_acquire_gpu(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+// Before a GEMV2 unit of a slot: returns once all `units` GEMV1 units of the slot are counted in
+// done (acquire, then the CTA synchronises). If they are not yet, the unit's first weight lines are
+// requested into L2 before thread 0 spins, so that the wait does not stall this CTA's stream.
+template <class T, int RG>
+__device__ __forceinline__ void gemv1k_wait_for_h(const GemvParams& down, int e, int blk, const int* done, int units,
+                                                  int& flag) {
+  if (threadIdx.x == 0) flag = ld_acquire_gpu(done) >= units;
+  __syncthreads();
+  if (flag) return;  // the common case once the GEMV1 units are well ahead
+  gemv_prefetch_l2<T, RG>(down, e, blk);
+  if (threadIdx.x == 0)
+    while (ld_acquire_gpu(done) < units) __nanosleep(64);
+  __syncthreads();
+}
+
+// Valid pairs of token t (each one's GEMV2 units count towards the token's blocks).
+__device__ __forceinline__ int token_pairs(const int* expert_of, int t, int K, int E) {
+  int n = 0;
+  for (int k = 0; k < K; ++k) n += expert_of[t * K + k] < E;
+  return n;
+}
+
+// out[t] = 0 for the tokens of this CTA (t % grid) that no valid pair reaches.
+template <class T>
+__device__ __forceinline__ void gemv1k_zero_unrouted(const Gemv1kParams& p, const int* expert_of, int T_, int K, int E,
+                                                     int H) {
+  for (int t = blockIdx.x; t < T_; t += gridDim.x) {
+    if (token_pairs(expert_of, t, K, E) != 0) continue;
+    T* o = static_cast<T*>(p.out) + std::int64_t(t) * p.out_stride;
+    for (int c = threadIdx.x * 4; c < H; c += kGemvThreads * 4) store_quad(o + c, make_float4(0.f, 0.f, 0.f, 0.f));
+  }
+}
+
+// After a GEMV2 unit (slot's block blk, pairs in list): counts it for its tokens and sums the
+// tokens it completes over the block's columns. Ends synchronised.
+template <class T, int RG>
+__device__ __forceinline__ void gemv1k_finish_down(const Gemv1kParams& p, int blk, int blocks, const int* list, int M,
+                                                   const int* expert_of, unsigned short* ready, int& n_ready) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int K = p.up.top_k, E = p.up.experts, H = p.down.n_weights;
+  if (warp == 0) {  // the warp that wrote this unit's y rows
+    __threadfence();  // release: this lane's y rows before any count below
+    __syncwarp();
+    for (int n = lane; n < M; n += 32) {
+      const int t = list[n] / K;
+      if (atomicAdd(p.cols_done + std::int64_t(t) * blocks + blk, 1) == token_pairs(expert_of, t, K, E) - 1) {
+        __threadfence();  // acquire: the rows the other units wrote for token t
+        ready[atomicAdd(&n_ready, 1)] = static_cast<unsigned short>(t);
+      }
+    }
+  }
+  __syncthreads();
+  const int c0 = blk * 16 * RG, c1 = min(H, c0 + 16 * RG), quads = (c1 - c0) / 4;
+  const float* y = static_cast<const float*>(p.down.out);
+  for (int it = tid; it < n_ready * quads; it += kGemvThreads) {
+    const int t = ready[it / quads], c = c0 + 4 * (it % quads);
+    const std::int64_t wrow = std::int64_t(t) * p.weight_stride;
+    const float4 s = combine_quad(
+        K, [&](int k) { return expert_of[t * K + k] < E; },
+        [&](int k) {
+          return p.weights_f32 ? static_cast<const float*>(p.weights)[wrow + k]
+                               : to_f32(static_cast<const T*>(p.weights)[wrow + k]);
+        },
+        [&](int k) { return __ldcg(reinterpret_cast<const float4*>(y + (std::int64_t(t) * K + k) * p.down.ldo + c)); });
+    store_quad(static_cast<T*>(p.out) + std::int64_t(t) * p.out_stride + c, s);
+  }
+  __syncthreads();
+  if (tid == 0) n_ready = 0;  // next used after the next unit's barriers
+}
+
+// 1D grid of at most the co-resident CTA count, cooperative launch; see above.
+template <class T, int NT, int RG>
+__global__ void __launch_bounds__(kGemvThreads) fused_gemv1k_kernel(const Gemv1kParams p) {
+  __shared__ int expert_of[kGemvMaxPairs];
+  __shared__ int list[kGemvMaxPairs];
+  __shared__ unsigned char hit[kMaxExperts];
+  __shared__ unsigned short slot_expert[kMaxExperts];
+  __shared__ unsigned short ready[kGemvMaxPairs];
+  __shared__ int warp_count[kGemvWarps];
+  __shared__ int n_ready;
+  __shared__ int flag;
+  __shared__ float red[kGemvWarps][RG][NT][4][32];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int T_ = p.up.tokens, K = p.up.top_k, E = p.up.experts, N = T_ * K, H = p.down.n_weights;
+
+  // ---- routing, once per CTA: every pair's expert, the hit experts in id order ----------------
+  if (tid == 0) n_ready = 0;
+  if (p.ids_i64)
+    gemv_mark_pairs(static_cast<const std::int64_t*>(p.up.ids), p.up.id_stride, K, E, N, expert_of, hit);
+  else
+    gemv_mark_pairs(static_cast<const std::int32_t*>(p.up.ids), p.up.id_stride, K, E, N, expert_of, hit);
+  const int n_hit = block_compact(
+      E, [&](int e) { return hit[e] != 0; },
+      [&](int pos, int e) { slot_expert[pos] = static_cast<unsigned short>(e); }, warp_count);
+  gemv1k_zero_unrouted<T>(p, expert_of, T_, K, E, H);
+
+  // ---- the units of this CTA --------------------------------------------------------------------
+  const int b1 = (gemv_groups(p.up) + RG - 1) / RG, b2 = (gemv_groups(p.down) + RG - 1) / RG;
+  const int u1 = n_hit * b1, units = u1 + n_hit * b2;
+  int listed = -1, M = 0;  // the expert whose pairs are in list
+  for (int u = blockIdx.x; u < units; u += gridDim.x) {
+    const bool up = u < u1;
+    const int v = up ? u : u - u1, per_slot = up ? b1 : b2;
+    const int slot = v / per_slot, blk = v % per_slot;
+    const int e = slot_expert[slot];
+    if (e != listed) {  // list is free: the previous unit ended synchronised
+      M = gemv_pair_list(expert_of, N, e, list, warp_count);
+      listed = e;
+    }
+    if (up) {
+      gemv_unit<T, NT, RG, ARows::read_only>(p.up, e, blk, list, M, red);
+      if (warp == 0) {  // the warp that wrote this unit's h rows
+        __threadfence();  // release: this lane's h rows before the count
+        __syncwarp();
+        if (lane == 0) atomicAdd(p.slot_done + slot, 1);
+      }
+    } else {
+      gemv1k_wait_for_h<T, RG>(p.down, e, blk, p.slot_done + slot, b1, flag);
+      gemv_unit<T, NT, RG, ARows::written_in_kernel>(p.down, e, blk, list, M, red);
+      gemv1k_finish_down<T, RG>(p, blk, b2, list, M, expert_of, ready, n_ready);
+    }
+  }
+}
+
+// Counters the one-kernel path needs in the workspace (ints): slot_done for min(E, T*K) slots and
+// cols_done for T tokens x the most GEMV2 blocks per expert (RG = 1: ceil(H / 16)).
+inline std::size_t gemv1k_counter_ints(std::int64_t tokens, std::int64_t top_k, std::int64_t experts,
+                                       std::int64_t hidden) {
+  const std::int64_t n = tokens * top_k;
+  return std::size_t((n < experts ? n : experts) + tokens * ((hidden + 15) / 16));
+}
+
+// CTAs of this instantiation that can be co-resident on the current device (= `device`): the
+// largest grid whose spin-waits cannot deadlock. Computed once per device and instantiation.
+template <class T, int NT, int RG>
+cudaError_t gemv1k_resident_ctas(int device, int& ctas) {
+  constexpr int kDevices = 64;
+  static std::atomic<int> cached[kDevices];  // 0: not computed yet
+  if (device < 0 || device >= kDevices) return cudaErrorInvalidDevice;
+  ctas = cached[device].load(std::memory_order_relaxed);
+  if (ctas > 0) return cudaSuccess;
+  int per_sm = 0, sms = 0;
+  cudaError_t err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_gemv1k_kernel<T, NT, RG>,
+                                                                  kGemvThreads, 0);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (err != cudaSuccess) return err;
+  if (per_sm < 1 || sms < 1) return cudaErrorInvalidConfiguration;
+  ctas = per_sm * sms;
+  cached[device].store(ctas, std::memory_order_relaxed);
+  return cudaSuccess;
+}
+
+// Clears the counters on the stream, then one cooperative launch. counters: counter_ints ints.
+template <class T, int NT, int RG>
+cudaError_t launch_fused_gemv1k(Gemv1kParams p, int device, int* counters, std::size_t counter_ints,
+                                cudaStream_t stream) {
+  const int T_ = p.up.tokens, K = p.up.top_k, E = p.up.experts, N = T_ * K, H = p.down.n_weights;
+  if (N == 0) return cudaSuccess;
+  if (N > kGemvMaxPairs || E > kMaxExperts || K > kMaxTopK || p.up.kdim % 8 != 0 || p.down.kdim % 8 != 0 ||
+      H % 4 != 0 || p.down.epilogue != Epilogue::down)
+    return cudaErrorInvalidValue;
+  const int slots = N < E ? N : E;
+  const int b1 = (gemv_groups(p.up) + RG - 1) / RG, b2 = (gemv_groups(p.down) + RG - 1) / RG;
+  const std::size_t need = std::size_t(slots) + std::size_t(T_) * std::size_t(b2);
+  if (counters == nullptr || counter_ints < need) return cudaErrorInvalidValue;
+  p.slot_done = counters;
+  p.cols_done = counters + slots;
+  int ctas = 0;
+  if (cudaError_t err = gemv1k_resident_ctas<T, NT, RG>(device, ctas); err != cudaSuccess) return err;
+  const std::int64_t max_units = std::int64_t(slots) * (b1 + b2);
+  const int grid = max_units < ctas ? int(max_units) : ctas;
+  if (cudaError_t err = cudaMemsetAsync(counters, 0, need * sizeof(int), stream); err != cudaSuccess) return err;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeCooperative;  // all CTAs co-resident, or the launch fails: never a hang
+  attr.val.cooperative = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(grid));
+  cfg.blockDim = dim3(kGemvThreads);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, fused_gemv1k_kernel<T, NT, RG>, p);
 }
 
 }  // namespace moekit::cuda::kernels
