@@ -141,8 +141,10 @@ std::vector<TuneCandidate> tune_candidates(const ExpertsCall& call) {
   const ExpertsProblem p = validate(call);
   std::vector<TuneCandidate> all = {{"batched_mm", ""}, {"grouped_mm", ""}, {"fused", "grouped bm=auto"}};
   for (int bm : {16, 32, 64, 128}) all.push_back({"fused", "grouped bm=" + std::to_string(bm)});
-  for (int rg : {1, 2})
-    for (int nt : {1, 2, 4}) all.push_back({"fused", "gemv nt=" + std::to_string(nt) + " rg=" + std::to_string(rg)});
+  for (const char* gemv : {"gemv", "gemv1k"})  // three launches, or one (docs/perf-notes.md v6)
+    for (int rg : {1, 2})
+      for (int nt : {1, 2, 4})
+        all.push_back({"fused", std::string(gemv) + " nt=" + std::to_string(nt) + " rg=" + std::to_string(rg)});
   std::vector<TuneCandidate> out;
   const bool tensor_cores = cuda::plan_gemms(call, p, cuda::Strategy::grouped).tensor_cores;
   for (TuneCandidate& c : all) {

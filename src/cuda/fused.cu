@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <sstream>
+#include <type_traits>
 
 #include "cuda/backend_base.hpp"
 #include "cuda/backends.hpp"
@@ -47,6 +48,33 @@ cudaError_t gemv_dispatch(const kernels::GemvParams& g, int nt, int rg, cudaStre
   return cudaErrorInvalidValue;
 }
 
+template <class T, int NT, int RG>
+cudaError_t gemv1k_as(const kernels::Gemv1kParams& g, int device, int* counters, std::size_t counter_ints,
+                      cudaStream_t s) {
+  return kernels::launch_fused_gemv1k<T, NT, RG>(g, device, counters, counter_ints, s);
+}
+
+template <class T>
+cudaError_t gemv1k_dispatch(const kernels::Gemv1kParams& g, int nt, int rg, int device, int* counters,
+                            std::size_t counter_ints, cudaStream_t s) {
+  if (rg == 1) {
+    switch (nt) {
+      case 1: return gemv1k_as<T, 1, 1>(g, device, counters, counter_ints, s);
+      case 2: return gemv1k_as<T, 2, 1>(g, device, counters, counter_ints, s);
+      case 4: return gemv1k_as<T, 4, 1>(g, device, counters, counter_ints, s);
+      default: break;
+    }
+  } else if (rg == 2) {
+    switch (nt) {
+      case 1: return gemv1k_as<T, 1, 2>(g, device, counters, counter_ints, s);
+      case 2: return gemv1k_as<T, 2, 2>(g, device, counters, counter_ints, s);
+      case 4: return gemv1k_as<T, 4, 2>(g, device, counters, counter_ints, s);
+      default: break;
+    }
+  }
+  return cudaErrorInvalidValue;
+}
+
 template <class T, class Id>
 cudaError_t combine_dispatch(const ExpertsCall& call, const ExpertsProblem& p, const float* y, cudaStream_t s) {
   const TensorView& w = call.top_k_weights;
@@ -60,8 +88,16 @@ cudaError_t combine_dispatch(const ExpertsCall& call, const ExpertsProblem& p, c
                                        out, call.output.strides[0], s);
 }
 
+// The gemv path's scratch: h, y and (one-kernel plans) the cleared-per-call counters.
+struct GemvScratch {
+  void* h = nullptr;
+  float* y = nullptr;
+  int* counters = nullptr;
+  std::size_t counter_ints = 0;
+};
+
 template <class T, class Id>
-void run_gemv(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan& plan, void* h, float* y,
+void run_gemv(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan& plan, const GemvScratch& ws,
               cudaStream_t stream) {
   const ExpertsOptions& o = p.options;
   const std::int64_t H = p.hidden, I = p.intermediate, R = p.gate_up_rows();
@@ -87,12 +123,11 @@ void run_gemv(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan&
                 : o.gate_layout == GateLayout::interleaved ? kernels::Epilogue::gate_interleaved
                                                            : kernels::Epilogue::gate_concatenated;
   g1.bias = p.has_bias ? call.gate_up_proj_bias.data : nullptr;
-  g1.out = h;
+  g1.out = ws.h;
   g1.ldo = I;
-  check(gemv_dispatch<T, Id>(g1, plan.nt, plan.rg, stream), "fused (cuda): gate_up gemv");
 
   kernels::GemvParams g2 = g;
-  g2.a = h;
+  g2.a = ws.h;
   g2.lda = I;
   g2.a_div = 1;
   g2.w = call.down_proj.data;
@@ -103,17 +138,33 @@ void run_gemv(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan&
   g2.inter = int(I);
   g2.epilogue = kernels::Epilogue::down;
   g2.bias = p.has_bias ? call.down_proj_bias.data : nullptr;
-  g2.out = y;
+  g2.out = ws.y;
   g2.ldo = H;
+
+  if (plan.one_kernel) {
+    kernels::Gemv1kParams k;
+    k.up = g1;
+    k.down = g2;
+    k.ids_i64 = std::is_same_v<Id, std::int64_t>;
+    k.weights = call.top_k_weights.data;
+    k.weight_stride = call.top_k_weights.strides[0];
+    k.weights_f32 = p.routing_dtype == DType::f32;
+    k.out = call.output.data;
+    k.out_stride = call.output.strides[0];
+    check(gemv1k_dispatch<T>(k, plan.nt, plan.rg, p.device.index, ws.counters, ws.counter_ints, stream),
+          "fused (cuda): one-kernel gemv");
+    return;
+  }
+  check(gemv_dispatch<T, Id>(g1, plan.nt, plan.rg, stream), "fused (cuda): gate_up gemv");
   check(gemv_dispatch<T, Id>(g2, plan.nt, plan.rg, stream), "fused (cuda): down gemv");
-  check(combine_dispatch<T, Id>(call, p, y, stream), "fused (cuda): combine");
+  check(combine_dispatch<T, Id>(call, p, ws.y, stream), "fused (cuda): combine");
 }
 
 template <class T>
-void run_gemv_ids(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan& plan, void* h, float* y,
+void run_gemv_ids(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan& plan, const GemvScratch& ws,
                   cudaStream_t stream) {
-  if (p.index_dtype == DType::i32) run_gemv<T, std::int32_t>(call, p, plan, h, y, stream);
-  else run_gemv<T, std::int64_t>(call, p, plan, h, y, stream);
+  if (p.index_dtype == DType::i32) run_gemv<T, std::int32_t>(call, p, plan, ws, stream);
+  else run_gemv<T, std::int64_t>(call, p, plan, ws, stream);
 }
 
 class Fused final : public CudaBackend {
@@ -132,7 +183,7 @@ class Fused final : public CudaBackend {
 
 std::string FusedPlan::describe() const {
   std::ostringstream s;
-  if (path == Path::gemv) s << "gemv nt=" << nt << " rg=" << rg;
+  if (path == Path::gemv) s << (one_kernel ? "gemv1k" : "gemv") << " nt=" << nt << " rg=" << rg;
   else if (bm == 0) s << "grouped bm=auto";
   else s << "grouped bm=" << bm;
   return s.str();
@@ -156,8 +207,9 @@ FusedPlan parse_fused_plan(const std::string& text) {
     }
     return true;
   };
-  if (path == "gemv") {
+  if (path == "gemv" || path == "gemv1k") {
     plan.path = FusedPlan::Path::gemv;
+    plan.one_kernel = path == "gemv1k";
     while (in >> field)
       if (!value(field, "nt", plan.nt) && !value(field, "rg", plan.rg))
         throw Error(Errc::invalid_argument, "fused plan '" + text + "': unknown field " + field);
@@ -171,7 +223,7 @@ FusedPlan parse_fused_plan(const std::string& text) {
     if (plan.bm != 0 && plan.bm != 16 && plan.bm != 32 && plan.bm != 64 && plan.bm != 128)
       throw Error(Errc::invalid_argument, "fused plan '" + text + "': bm must be 16, 32, 64, 128 or auto");
   } else {
-    throw Error(Errc::invalid_argument, "fused plan '" + text + "': expected 'gemv ...' or 'grouped ...'");
+    throw Error(Errc::invalid_argument, "fused plan '" + text + "': expected 'gemv ...', 'gemv1k ...' or 'grouped ...'");
   }
   return plan;
 }
@@ -203,6 +255,9 @@ FusedPlan default_fused_plan(const ExpertsCall& call, const ExpertsProblem& p) {
     plan.path = FusedPlan::Path::gemv;
     plan.nt = 1;
     plan.rg = 1;
+    // One launch instead of three (docs/perf-notes.md v6); opt-in until it is measured on a GPU.
+    if (const char* one = std::getenv("MOEKIT_FUSED_ONE_KERNEL"); one && std::string(one) == "1")
+      plan.one_kernel = true;
   }
   return plan;
 }
@@ -219,10 +274,9 @@ void run_fused(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan
   if (plan.path == FusedPlan::Path::gemv) {
     if (Support s = fused_gemv_fits(call, p); !s.ok)
       throw Error(Errc::unsupported, "fused plan '" + plan.describe() + "' cannot run " + p.describe() + ": " + s.reason);
-    void* h = at<void>(ws, l.h);
-    float* y = at<float>(ws, l.y);
-    if (p.dtype == DType::bf16) run_gemv_ids<__nv_bfloat16>(call, p, plan, h, y, stream);
-    else run_gemv_ids<__half>(call, p, plan, h, y, stream);
+    const GemvScratch scratch{at<void>(ws, l.h), at<float>(ws, l.y), at<int>(ws, l.counters), l.counter_ints};
+    if (p.dtype == DType::bf16) run_gemv_ids<__nv_bfloat16>(call, p, plan, scratch, stream);
+    else run_gemv_ids<__half>(call, p, plan, scratch, stream);
     return;
   }
   GemmPlan gp = plan_gemms(call, p, Strategy::grouped);

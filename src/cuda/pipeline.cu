@@ -8,6 +8,7 @@
 
 #include "cuda/common.hpp"
 #include "cuda/kernels/combine.cuh"
+#include "cuda/kernels/fused_gemv.cuh"
 #include "cuda/kernels/gemm_dispatch.cuh"
 #include "cuda/kernels/routing.cuh"
 
@@ -96,6 +97,10 @@ WorkspaceLayout workspace_layout(const ExpertsProblem& p, Strategy s) {
   }
   l.h = take(N * std::size_t(p.intermediate) * hsize);
   l.y = take(N * std::size_t(p.hidden) * 4);
+  if (s == Strategy::grouped && N <= std::size_t(kernels::kGemvMaxPairs)) {
+    l.counter_ints = kernels::gemv1k_counter_ints(p.tokens, p.top_k, p.experts, p.hidden);
+    l.counters = take(l.counter_ints * 4);
+  }
   l.bytes = at;
   return l;
 }

@@ -4,6 +4,8 @@
 // Workspace (every section 256-byte aligned), N = T*K pairs, S = tile slots:
 //   grouped / eager: offsets (E+1) i32 | perm N i32 | inv N i32 | tiles S x 16 B | num_tiles i32
 //                    | h N x I (activation dtype) | y N x H f32          S = ceil(N/16) + min(E, N)
+//                    | grouped with N <= 1024 only: counters (min(E, N) + T * ceil(H/16)) i32,
+//                      the one-kernel gemv path's (kernels/fused_gemv.cuh; cleared by each call)
 //   batched:         inv N i32 | tiles N x 16 B | h N x I | y N x H f32
 // so batched_mm's scratch is activations (and their index) only, never a weight copy.
 #pragma once
@@ -31,7 +33,8 @@ struct GemmPlan {
 GemmPlan plan_gemms(const ExpertsCall& call, const ExpertsProblem& p, Strategy s);
 
 struct WorkspaceLayout {
-  std::size_t offsets = 0, perm = 0, inv = 0, tiles = 0, num_tiles = 0, h = 0, y = 0, bytes = 0;
+  std::size_t offsets = 0, perm = 0, inv = 0, tiles = 0, num_tiles = 0, h = 0, y = 0, counters = 0, bytes = 0;
+  std::size_t counter_ints = 0;  // 0: no counters section
   int tile_slots = 0;
 };
 WorkspaceLayout workspace_layout(const ExpertsProblem& p, Strategy s);

@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cstdlib>
+#include <string>
+#include <vector>
 #include <ostream>
 
 #include "cuda/cuda_test_util.hpp"
+#include "cuda/fused.hpp"
 #include "moekit/check.hpp"
 #include "moekit/error.hpp"
 #include "moekit/tune.hpp"
@@ -42,8 +46,9 @@ class FusedWithPlan final : public Backend {
   std::string plan_;
 };
 
-const char* const kPlans[] = {"gemv nt=1 rg=1", "gemv nt=2 rg=1", "gemv nt=4 rg=1", "gemv nt=1 rg=2",
-                              "gemv nt=4 rg=2", "grouped bm=16", "grouped bm=128"};
+const char* const kPlans[] = {"gemv nt=1 rg=1",   "gemv nt=2 rg=1",   "gemv nt=4 rg=1",   "gemv nt=1 rg=2",
+                              "gemv nt=4 rg=2",   "gemv1k nt=1 rg=1", "gemv1k nt=2 rg=1", "gemv1k nt=4 rg=1",
+                              "gemv1k nt=1 rg=2", "gemv1k nt=4 rg=2", "grouped bm=16",    "grouped bm=128"};
 
 struct PlanCase {
   std::string plan;
@@ -127,6 +132,148 @@ TEST(FusedGemv, DeterministicAndCapturable) {
   cudaGraphDestroy(graph);
   cudaStreamDestroy(stream);
   cudaFree(ws);
+}
+
+// Output bytes of one run of a fused plan (a fresh workspace filled with garbage, so that the
+// one-kernel plan must clear its own counters).
+std::vector<unsigned char> run_plan_bytes(const cuda_test::DeviceInputs& dev, const std::string& plan) {
+  const TuneCandidate c{"fused", plan};
+  const std::size_t bytes = candidate_workspace_bytes(dev.call(), c);
+  void* ws = nullptr;
+  cuda_test::ok(cudaMalloc(&ws, bytes), "workspace");
+  cuda_test::ok(cudaMemset(ws, 0x5a, bytes), "dirty workspace");
+  dev.poison_output();
+  cuda_test::ok(cudaDeviceSynchronize(), "poison");
+  run_candidate(dev.call(), c, {}, Workspace{ws, bytes});
+  cuda_test::ok(cudaDeviceSynchronize(), plan.c_str());
+  cudaFree(ws);
+  return dev.output_bytes();
+}
+
+struct OneKernelCase {
+  std::string name;
+  InputSpec spec;
+};
+void PrintTo(const OneKernelCase& c, std::ostream* os) { *os << c.name; }
+class FusedGemv1k : public ::testing::TestWithParam<OneKernelCase> {};
+
+// The one-kernel plan does the three-kernel plan's arithmetic in the same order: equal bytes, for
+// every nt and rg, including shapes where each CTA runs many units and waits on other CTAs.
+TEST_P(FusedGemv1k, BitwiseEqualToThreeKernels) {
+  MOEKIT_SKIP_WITHOUT_GPU();
+  const ExpertsInputs in = make_random_inputs(GetParam().spec, 11);
+  cuda_test::DeviceInputs dev(in);
+  for (const char* shape : {"nt=1 rg=1", "nt=2 rg=1", "nt=4 rg=1", "nt=1 rg=2", "nt=2 rg=2", "nt=4 rg=2"}) {
+    const std::vector<unsigned char> three = run_plan_bytes(dev, std::string("gemv ") + shape);
+    const std::vector<unsigned char> one = run_plan_bytes(dev, std::string("gemv1k ") + shape);
+    EXPECT_EQ(three, one) << GetParam().name << " " << shape;
+  }
+}
+
+std::vector<OneKernelCase> one_kernel_cases() {
+  std::vector<OneKernelCase> out;
+  InputSpec s;
+  s.dims = {1, 1024, 320, 16, 4};  // decode: one token, few units
+  out.push_back({"bf16_T1", s});
+  s.dims = {64, 1024, 512, 32, 8};  // every expert hit, ~4k units: many per CTA, GEMV2 units wait
+  out.push_back({"bf16_T64_all_experts", s});
+  s.dims = {41, 136, 72, 4, 1};  // one expert, several passes, rows not a multiple of a line
+  s.routing = RoutingPattern::one_expert;
+  out.push_back({"bf16_one_expert_41", s});
+  s.dims = {37, 256, 96, 8, 3};
+  s.routing = RoutingPattern::sentinel_rows;  // tokens with no valid pair: zero rows
+  s.dtype = DType::f16;
+  s.index_dtype = DType::i64;
+  s.routing_dtype = DType::f16;
+  out.push_back({"f16_i64_sentinel_rows", s});
+  s = InputSpec{};
+  s.dims = {9, 512, 136, 16, 4};  // gpt-oss style: interleaved, clamped swiglu, biases
+  s.options.gate_layout = GateLayout::interleaved;
+  s.options.activation = Activation::clamped_swiglu;
+  s.bias = true;
+  s.routing = RoutingPattern::sentinels;
+  out.push_back({"bf16_interleaved_bias_sentinels", s});
+  s = InputSpec{};
+  s.dims = {5, 256, 64, 8, 2};  // no gate
+  s.options.has_gate = false;
+  s.options.activation = Activation::gelu;
+  out.push_back({"bf16_no_gate", s});
+  s = InputSpec{};
+  s.dims = {4, 128, 64, 8, 2};
+  s.routing = RoutingPattern::all_sentinels;
+  out.push_back({"bf16_all_sentinels", s});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuda, FusedGemv1k, ::testing::ValuesIn(one_kernel_cases()),
+                         [](const ::testing::TestParamInfo<OneKernelCase>& info) { return info.param.name; });
+
+// The one-kernel plan through a graph: its counters are cleared by a node of the graph, so every
+// replay gives the direct run's bytes.
+TEST(FusedGemv1k, GraphReplaysMatchDirectRun) {
+  MOEKIT_SKIP_WITHOUT_GPU();
+  InputSpec s;
+  s.dims = {16, 1024, 256, 32, 8};
+  s.routing = RoutingPattern::sentinels;
+  const ExpertsInputs in = make_random_inputs(s, 7);
+  cuda_test::DeviceInputs dev(in);
+  const std::vector<unsigned char> three = run_plan_bytes(dev, "gemv nt=1 rg=1");
+  const TuneCandidate c{"fused", "gemv1k nt=1 rg=1"};
+  const std::size_t bytes = candidate_workspace_bytes(dev.call(), c);
+  void* ws = nullptr;
+  cuda_test::ok(cudaMalloc(&ws, bytes), "workspace");
+  cudaStream_t stream;
+  cuda_test::ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  for (int run = 0; run < 3; ++run) {
+    dev.poison_output();
+    cuda_test::ok(cudaDeviceSynchronize(), "poison");
+    run_candidate(dev.call(), c, RunContext{0, stream}, Workspace{ws, bytes});
+    cuda_test::ok(cudaStreamSynchronize(stream), "run");
+    EXPECT_EQ(three, dev.output_bytes()) << "direct run " << run;
+  }
+  cudaGraph_t graph;
+  cuda_test::ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+  run_candidate(dev.call(), c, RunContext{0, stream}, Workspace{ws, bytes});
+  cuda_test::ok(cudaStreamEndCapture(stream, &graph), "end capture");
+  cudaGraphExec_t exec;
+  cuda_test::ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  for (int replay = 0; replay < 3; ++replay) {
+    dev.poison_output();
+    cuda_test::ok(cudaDeviceSynchronize(), "poison");
+    cuda_test::ok(cudaGraphLaunch(exec, stream), "replay");
+    cuda_test::ok(cudaStreamSynchronize(stream), "replay sync");
+    EXPECT_EQ(three, dev.output_bytes()) << "graph replay " << replay;
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+  cudaFree(ws);
+}
+
+// MOEKIT_FUSED_ONE_KERNEL=1 turns the default gemv plan into its one-kernel form, nothing else.
+TEST(FusedGemv1k, EnvironmentSwitchSelectsIt) {
+  MOEKIT_SKIP_WITHOUT_GPU();
+  InputSpec s;
+  s.dims = {2, 256, 64, 8, 2};
+  const ExpertsInputs in = make_random_inputs(s, 3);
+  cuda_test::DeviceInputs dev(in);
+  const char* old = std::getenv("MOEKIT_FUSED_ONE_KERNEL");
+  const std::string saved = old ? old : "";
+  const ExpertsProblem p = validate(dev.call());
+  setenv("MOEKIT_FUSED_ONE_KERNEL", "1", 1);
+  EXPECT_EQ(cuda::default_fused_plan(dev.call(), p).describe(), "gemv1k nt=1 rg=1");
+  setenv("MOEKIT_FUSED_ONE_KERNEL", "0", 1);
+  EXPECT_EQ(cuda::default_fused_plan(dev.call(), p).describe(), "gemv nt=1 rg=1");
+  if (old) setenv("MOEKIT_FUSED_ONE_KERNEL", saved.c_str(), 1);
+  else unsetenv("MOEKIT_FUSED_ONE_KERNEL");
+}
+
+// Every plan the tuner may write parses back to itself.
+TEST(FusedPlanText, RoundTrips) {
+  for (const char* text : kPlans) EXPECT_EQ(cuda::parse_fused_plan(text).describe(), text);
+  EXPECT_EQ(cuda::parse_fused_plan("gemv1k rg=2 nt=4").describe(), "gemv1k nt=4 rg=2");
+  EXPECT_THROW(cuda::parse_fused_plan("gemv1k nt=3 rg=1"), Error);
+  EXPECT_THROW(cuda::parse_fused_plan("gemv1k bm=16"), Error);
 }
 
 // A gemv plan that cannot run a call is refused with a reason, never swapped for another path.
