@@ -168,124 +168,91 @@ __device__ __forceinline__ void wgmma_tile_k16(float (&d)[BN / 2], std::uint64_t
     else wgmma_m64n128k16_bf16(d, da, db);
   }
 }
-#endif
 
-template <class T, class Cfg>
-__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wgmma_kernel(const GroupedGemmParams p) {
-#ifdef MOEKIT_WGMMA_DEVICE
-  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES, THREADS = Cfg::THREADS;
-  extern __shared__ __align__(1024) unsigned char wgmma_smem[];
-  // Each stage must start on a 1024-byte boundary (the swizzle atom): align the base by hand.
-  const unsigned raw_addr = smem_u32(wgmma_smem);
-  unsigned char* const smem = wgmma_smem + ((1024 - (raw_addr & 1023)) & 1023);
-  T* const sA = reinterpret_cast<T*>(smem);
-  T* const sB = sA + STAGES * Cfg::A_STAGE;
+// ---- pieces shared by the wgmma kernels (variants 1-3 and the persistent variant 4) ----------
 
-  int m_index, n_block;
-  tile_order(p, m_index, n_block);
-  const int ntiles = p.num_tiles ? *p.num_tiles : p.tile_slots;
-  if (m_index >= ntiles) return;
-  const Tile tile = p.tiles[m_index];
-  if (tile.rows <= 0) return;
+// The cp.async loads of one k-tile into a stage: BM gathered A rows and BN weight rows, 64 k each
+// (8 chunks of 16 B per row), into 128-byte rows swizzled by chunk ^ (row & 7). Thread `tid` of
+// THREADS copies chunk tid % 8 of rows tid / 8 + j * (THREADS / 8). Rows past the tile and weight
+// rows past N are zero-filled (src-size 0), so every thread issues the same number of copies.
+template <class T, int BM, int BN, int THREADS>
+struct WgmmaStageLoader {
+  static constexpr int BK = 64, CHUNKS = BK / 8;
+  static constexpr int ROWS_PER_PASS = THREADS / CHUNKS;
+  static constexpr int A_PER_THREAD = BM / ROWS_PER_PASS, B_PER_THREAD = BN / ROWS_PER_PASS;
+  static_assert(THREADS % CHUNKS == 0 && BM % ROWS_PER_PASS == 0 && BN % ROWS_PER_PASS == 0, "loader shape");
+  static_assert(A_PER_THREAD <= 32 && B_PER_THREAD <= 32, "row masks are 32-bit");
 
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  // Warpgroup wg computes rows [64 wg, 64 wg + 64). Broadcast from lane 0 so that the compiler
-  // sees warp-uniform values (a branch it thinks divergent around wgmma serialises them).
-  const int wg = __shfl_sync(0xffffffffu, warp >> 2, 0);
-  const bool wg_active = __shfl_sync(0xffffffffu, wg * 64 < tile.rows ? 1 : 0, 0) != 0;
+  int a_row[A_PER_THREAD];  // source row in A of row j (lean: the producer warpgroup runs on few registers)
+  const T* b_src;           // weight row of j = 0 at chunk kc; row j is b_src + j * b_step
+  std::int64_t b_step;
+  unsigned a_ok = 0, b_ok = 0;  // bit j: row j is inside the tile / the weights
+  int kc = 0;
+  unsigned dst0 = 0;  // byte offset of (row_base, chunk kc) in a stage; row j adds j * ROWS_PER_PASS * 128
 
-  // ---- per-thread source pointers, fixed over the K loop: chunk tid % 8 of rows tid / 8 + 32 j ----
-  constexpr int A_PER_THREAD = BM * BK / 8 / THREADS;  // 4
-  constexpr int B_PER_THREAD = BN * BK / 8 / THREADS;  // 8 (BN 256) or 4
-  constexpr int ROWS_PER_PASS = THREADS / (BK / 8);    // 32
-  const int kc = tid % (BK / 8);
-  const int row_base = tid / (BK / 8);
-  const T* a_src[A_PER_THREAD];
-  bool a_ok[A_PER_THREAD];
-#pragma unroll
-  for (int j = 0; j < A_PER_THREAD; ++j) {
-    const int row = row_base + j * ROWS_PER_PASS;
-    a_ok[j] = row < tile.rows;
-    const int r = tile.row0 + (a_ok[j] ? row : 0);
-    const int src_row = (p.a_rows ? p.a_rows[r] : r) / p.a_div;
-    a_src[j] = static_cast<const T*>(p.a) + std::int64_t(src_row) * p.lda + kc * 8;
-  }
-  const T* const b_expert = static_cast<const T*>(p.b) + std::int64_t(tile.expert) * p.b_expert_stride;
-  const T* b_src[B_PER_THREAD];
-  bool b_ok[B_PER_THREAD];
-#pragma unroll
-  for (int j = 0; j < B_PER_THREAD; ++j) {
-    int w;
-    b_ok[j] = weight_index(p, n_block, BN, row_base + j * ROWS_PER_PASS, w);
-    b_src[j] = b_expert + (b_ok[j] ? std::int64_t(w) * p.ldb : 0) + kc * 8;
-  }
-
-  const int ktiles = (p.kdim + BK - 1) / BK;
-  auto load_stage = [&](int stage, int kt) {
-    const int k0 = kt * BK;
-    const bool kin = k0 + kc * 8 < p.kdim;
-    T* a_dst = sA + stage * Cfg::A_STAGE;
+  __device__ __forceinline__ void init(const GroupedGemmParams& p, const Tile& tile, int n_block, int tid) {
+    kc = tid % CHUNKS;
+    const int row_base = tid / CHUNKS;
+    // Rows row_base + j * ROWS_PER_PASS share row & 7 (ROWS_PER_PASS % 8 == 0), so the swizzled
+    // chunk is the same for every j and row j sits ROWS_PER_PASS * 128 bytes after row 0.
+    static_assert(ROWS_PER_PASS % 8 == 0, "one swizzle phase per thread");
+    dst0 = unsigned(swz(row_base, kc, CHUNKS) * int(sizeof(T)));
+    a_ok = 0;
 #pragma unroll
     for (int j = 0; j < A_PER_THREAD; ++j) {
-      const bool ok = a_ok[j] && kin;
-      cp_async16(smem_u32(a_dst + swz(row_base + j * ROWS_PER_PASS, kc, BK / 8)), ok ? a_src[j] + k0 : p.a, ok);
+      const int row = row_base + j * ROWS_PER_PASS;
+      const bool ok = row < tile.rows;
+      a_ok |= unsigned(ok) << j;
+      const int r = tile.row0 + (ok ? row : 0);
+      a_row[j] = (p.a_rows ? p.a_rows[r] : r) / p.a_div;
     }
-    T* b_dst = sB + stage * Cfg::B_STAGE;
+    // Weight row of tile-local index n = row_base + j * ROWS_PER_PASS (weight_index): with the
+    // concatenated gate layout n >> 4 grows by ROWS_PER_PASS / 16 per j, so both the gate index
+    // and the weight row step by ROWS_PER_PASS / 2; otherwise the row steps by ROWS_PER_PASS.
+    static_assert(ROWS_PER_PASS % 16 == 0, "the gate/up groups of 16 rows stay whole per pass");
+    const bool gate = p.epilogue == Epilogue::gate_concatenated;
+    const int step = gate ? ROWS_PER_PASS / 2 : ROWS_PER_PASS;
+    int w0;
+    (void)weight_index(p, n_block, BN, row_base, w0);
+    b_ok = 0;
 #pragma unroll
     for (int j = 0; j < B_PER_THREAD; ++j) {
-      const bool ok = b_ok[j] && kin;
-      cp_async16(smem_u32(b_dst + swz(row_base + j * ROWS_PER_PASS, kc, BK / 8)), ok ? b_src[j] + k0 : p.b, ok);
+      int w;
+      const bool ok = weight_index(p, n_block, BN, row_base + j * ROWS_PER_PASS, w);
+      b_ok |= unsigned(ok) << j;
     }
-  };
-
-  constexpr int AHEAD = Cfg::AHEAD;
-  float acc[BN / 2];
-#pragma unroll
-  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
-
-#pragma unroll
-  for (int s = 0; s < AHEAD; ++s) {
-    if (s < ktiles) load_stage(s, s);
-    cp_async_commit();
+    const T* const b_expert = static_cast<const T*>(p.b) + std::int64_t(tile.expert) * p.b_expert_stride;
+    b_src = b_expert + std::int64_t(w0) * p.ldb + kc * 8;
+    b_step = std::int64_t(step) * p.ldb;
   }
 
-  const unsigned a_base = smem_u32(sA) + unsigned(wg * 64 * BK * 2);
-  const unsigned b_base = smem_u32(sB);
-  for (int kt = 0; kt < ktiles; ++kt) {
-    cp_async_wait<AHEAD - 1>();  // this thread's copies of k-tile kt have landed
-    fence_proxy_async();         // ... and are visible to the async proxy (wgmma)
-    __syncthreads();             // everyone's copies (and, AHEAD = STAGES - 2: wgmma(kt - 2) is done)
-    if constexpr (AHEAD == STAGES - 2) {
-      const int next = kt + AHEAD;  // into the buffer wgmma(kt - 2) read
-      if (next < ktiles) load_stage(next % STAGES, next);
-      cp_async_commit();
-    }
-    if (wg_active) {
-      const int s = kt % STAGES;
-      const unsigned a_s = a_base + unsigned(s * Cfg::A_STAGE * 2);
-      const unsigned b_s = b_base + unsigned(s * Cfg::B_STAGE * 2);
-      wgmma_fence();
+  // Issues this thread's copies of k-tile kt into the stage at sA / sB (no commit, no wait).
+  __device__ __forceinline__ void load(const GroupedGemmParams& p, T* sA, T* sB, int kt) const {
+    const int k0 = kt * BK;
+    const bool kin = k0 + kc * 8 < p.kdim;
+    const T* const a_k = static_cast<const T*>(p.a) + kc * 8 + k0;
+    const unsigned a_dst = smem_u32(sA) + dst0, b_dst = smem_u32(sB) + dst0;
+    constexpr unsigned ROW_STEP = ROWS_PER_PASS * BK * sizeof(T);
 #pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk)
-        wgmma_tile_k16<T, BN>(acc, wgmma_desc(a_s + kk * 32), wgmma_desc(b_s + kk * 32));
-      wgmma_commit();
-      wgmma_wait<1>();  // wgmma(kt - 1) is done: its buffer may be refilled after a barrier
+    for (int j = 0; j < A_PER_THREAD; ++j) {
+      const bool ok = ((a_ok >> j) & 1u) && kin;
+      cp_async16(a_dst + j * ROW_STEP, ok ? a_k + std::int64_t(a_row[j]) * p.lda : p.a, ok);
     }
-    if constexpr (AHEAD == STAGES - 1) {
-      __syncthreads();  // wgmma(kt - 1) is done in both warpgroups
-      const int next = kt + AHEAD;  // into the buffer wgmma(kt - 1) read
-      if (next < ktiles) load_stage(next % STAGES, next);
-      cp_async_commit();
+#pragma unroll
+    for (int j = 0; j < B_PER_THREAD; ++j) {
+      const bool ok = ((b_ok >> j) & 1u) && kin;
+      cp_async16(b_dst + j * ROW_STEP, ok ? b_src + j * b_step + k0 : p.b, ok);
     }
   }
-  cp_async_wait<0>();
-  if (!wg_active) return;
-  wgmma_wait<0>();
-  wgmma_fence_operands(acc);
+};
 
-  // ---- epilogue: acc[4 j + c] = row 16 (warp % 4) + g (+8 for c >= 2), column 8 j + 2 t4 (+1) ----
+// The epilogue of one warp's 16 rows of a 64-row wgmma accumulator (m64nBNk16 layout:
+// acc[4 j + c] = row g (+8 for c >= 2) of the warp's 16, column 8 j + 2 t4 (+1)). wm0 = the
+// warp's first tile-local row. Same stores as the mma.sync kernel's epilogue (gemm_tc.cuh).
+template <class T, int BN>
+__device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, const Tile& tile, int n_block,
+                                                 const float (&acc)[BN / 2], int wm0, int lane) {
   const int g = lane >> 2, t4 = lane & 3;
-  const int wm0 = wg * 64 + (warp & 3) * 16;
   const T* bias = p.bias ? static_cast<const T*>(p.bias) + std::int64_t(tile.expert) * p.n_weights : nullptr;
   auto bias_at = [&](int w) { return bias ? to_f32(bias[w]) : 0.0f; };
   constexpr int NJ = BN / 8;
@@ -340,6 +307,88 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wg
       }
     }
   }
+}
+#endif
+
+template <class T, class Cfg>
+__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wgmma_kernel(const GroupedGemmParams p) {
+#ifdef MOEKIT_WGMMA_DEVICE
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES, THREADS = Cfg::THREADS;
+  extern __shared__ __align__(1024) unsigned char wgmma_smem[];
+  // Each stage must start on a 1024-byte boundary (the swizzle atom): align the base by hand.
+  const unsigned raw_addr = smem_u32(wgmma_smem);
+  unsigned char* const smem = wgmma_smem + ((1024 - (raw_addr & 1023)) & 1023);
+  T* const sA = reinterpret_cast<T*>(smem);
+  T* const sB = sA + STAGES * Cfg::A_STAGE;
+
+  int m_index, n_block;
+  tile_order(p, m_index, n_block);
+  const int ntiles = p.num_tiles ? *p.num_tiles : p.tile_slots;
+  if (m_index >= ntiles) return;
+  const Tile tile = p.tiles[m_index];
+  if (tile.rows <= 0) return;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  // Warpgroup wg computes rows [64 wg, 64 wg + 64). Broadcast from lane 0 so that the compiler
+  // sees warp-uniform values (a branch it thinks divergent around wgmma serialises them).
+  const int wg = __shfl_sync(0xffffffffu, warp >> 2, 0);
+  const bool wg_active = __shfl_sync(0xffffffffu, wg * 64 < tile.rows ? 1 : 0, 0) != 0;
+
+  // ---- per-thread source pointers, fixed over the K loop: chunk tid % 8 of rows tid / 8 + 32 j ----
+  WgmmaStageLoader<T, BM, BN, THREADS> loader;
+  loader.init(p, tile, n_block, tid);
+  const int ktiles = (p.kdim + BK - 1) / BK;
+  auto load_stage = [&](int stage, int kt) {
+    loader.load(p, sA + stage * Cfg::A_STAGE, sB + stage * Cfg::B_STAGE, kt);
+  };
+
+  constexpr int AHEAD = Cfg::AHEAD;
+  float acc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+
+#pragma unroll
+  for (int s = 0; s < AHEAD; ++s) {
+    if (s < ktiles) load_stage(s, s);
+    cp_async_commit();
+  }
+
+  const unsigned a_base = smem_u32(sA) + unsigned(wg * 64 * BK * 2);
+  const unsigned b_base = smem_u32(sB);
+  for (int kt = 0; kt < ktiles; ++kt) {
+    cp_async_wait<AHEAD - 1>();  // this thread's copies of k-tile kt have landed
+    fence_proxy_async();         // ... and are visible to the async proxy (wgmma)
+    __syncthreads();             // everyone's copies (and, AHEAD = STAGES - 2: wgmma(kt - 2) is done)
+    if constexpr (AHEAD == STAGES - 2) {
+      const int next = kt + AHEAD;  // into the buffer wgmma(kt - 2) read
+      if (next < ktiles) load_stage(next % STAGES, next);
+      cp_async_commit();
+    }
+    if (wg_active) {
+      const int s = kt % STAGES;
+      const unsigned a_s = a_base + unsigned(s * Cfg::A_STAGE * 2);
+      const unsigned b_s = b_base + unsigned(s * Cfg::B_STAGE * 2);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk)
+        wgmma_tile_k16<T, BN>(acc, wgmma_desc(a_s + kk * 32), wgmma_desc(b_s + kk * 32));
+      wgmma_commit();
+      wgmma_wait<1>();  // wgmma(kt - 1) is done: its buffer may be refilled after a barrier
+    }
+    if constexpr (AHEAD == STAGES - 1) {
+      __syncthreads();  // wgmma(kt - 1) is done in both warpgroups
+      const int next = kt + AHEAD;  // into the buffer wgmma(kt - 1) read
+      if (next < ktiles) load_stage(next % STAGES, next);
+      cp_async_commit();
+    }
+  }
+  cp_async_wait<0>();
+  if (!wg_active) return;
+  wgmma_wait<0>();
+  wgmma_fence_operands(acc);
+
+  // ---- epilogue: this warp's 16 rows of the warpgroup's 64 ----
+  wgmma_store_rows<T, BN>(p, tile, n_block, acc, wg * 64 + (warp & 3) * 16, lane);
 #endif
 }
 
