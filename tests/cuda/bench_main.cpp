@@ -8,7 +8,7 @@
 //   moekit_cuda_bench [--tokens 1,16,64] [--backends grouped_mm,batched_mm,eager] [--reps 20]
 //                     [--tile-sweep] [--wgmma-variants 0,1] [--batched-max-tokens 512] [--csv FILE]
 //   --wgmma-variants: also time grouped_mm with MOEKIT_CUDA_WGMMA=V for each V (0: the mma.sync
-//   kernel for BM = 128; 1..3: the wgmma variants of gemm_wgmma.cuh)
+//   kernel for BM = 128; 1..4: the wgmma variants of gemm_wgmma.cuh)
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 

@@ -20,10 +20,15 @@
 // A warpgroup whose 64 rows all lie past the tile's rows issues no wgmma (the tile's second
 // half for tiles of <= 64 rows). Compiled only for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); in other
 // device passes the kernel body is empty and the host never launches it there.
+//
+// Variant 4 (grouped_gemm_wgmma_persistent_kernel, below) is the persistent, warp-specialised
+// form of variant 3: same tiles, loads, layout, instruction and epilogue, one CTA per SM looping
+// over the work items, a producer warpgroup and two ping-pong consumer warpgroups on mbarriers.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 
@@ -157,6 +162,41 @@ __device__ __forceinline__ void wgmma_m64n128k16_f16(float (&d)[64], std::uint64
       : "l"(da), "l"(db), "r"(1));
 }
 
+// ---- mbarriers and register reallocation (the persistent kernel) ----
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// Spins until the phase of parity `parity` of the barrier has completed (try_wait.parity: true
+// once the barrier's current phase parity differs from `parity`; a fresh barrier is in phase 0,
+// so waiting on parity 1 returns at once).
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+  unsigned done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (done == 0);
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// One arrival on the barrier once all of this thread's earlier cp.async copies have landed; the
+// expected count includes it (.noinc).
+__device__ __forceinline__ void cp_async_mbar_arrive(unsigned bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
 template <class T, int BN>
 __device__ __forceinline__ void wgmma_tile_k16(float (&d)[BN / 2], std::uint64_t da, std::uint64_t db) {
   if constexpr (BN == 256) {
@@ -168,124 +208,91 @@ __device__ __forceinline__ void wgmma_tile_k16(float (&d)[BN / 2], std::uint64_t
     else wgmma_m64n128k16_bf16(d, da, db);
   }
 }
-#endif
 
-template <class T, class Cfg>
-__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wgmma_kernel(const GroupedGemmParams p) {
-#ifdef MOEKIT_WGMMA_DEVICE
-  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES, THREADS = Cfg::THREADS;
-  extern __shared__ __align__(1024) unsigned char wgmma_smem[];
-  // Each stage must start on a 1024-byte boundary (the swizzle atom): align the base by hand.
-  const unsigned raw_addr = smem_u32(wgmma_smem);
-  unsigned char* const smem = wgmma_smem + ((1024 - (raw_addr & 1023)) & 1023);
-  T* const sA = reinterpret_cast<T*>(smem);
-  T* const sB = sA + STAGES * Cfg::A_STAGE;
+// ---- pieces shared by the wgmma kernels (variants 1-3 and the persistent variant 4) ----------
 
-  int m_index, n_block;
-  tile_order(p, m_index, n_block);
-  const int ntiles = p.num_tiles ? *p.num_tiles : p.tile_slots;
-  if (m_index >= ntiles) return;
-  const Tile tile = p.tiles[m_index];
-  if (tile.rows <= 0) return;
+// The cp.async loads of one k-tile into a stage: BM gathered A rows and BN weight rows, 64 k each
+// (8 chunks of 16 B per row), into 128-byte rows swizzled by chunk ^ (row & 7). Thread `tid` of
+// THREADS copies chunk tid % 8 of rows tid / 8 + j * (THREADS / 8). Rows past the tile and weight
+// rows past N are zero-filled (src-size 0), so every thread issues the same number of copies.
+template <class T, int BM, int BN, int THREADS>
+struct WgmmaStageLoader {
+  static constexpr int BK = 64, CHUNKS = BK / 8;
+  static constexpr int ROWS_PER_PASS = THREADS / CHUNKS;
+  static constexpr int A_PER_THREAD = BM / ROWS_PER_PASS, B_PER_THREAD = BN / ROWS_PER_PASS;
+  static_assert(THREADS % CHUNKS == 0 && BM % ROWS_PER_PASS == 0 && BN % ROWS_PER_PASS == 0, "loader shape");
+  static_assert(A_PER_THREAD <= 32 && B_PER_THREAD <= 32, "row masks are 32-bit");
 
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  // Warpgroup wg computes rows [64 wg, 64 wg + 64). Broadcast from lane 0 so that the compiler
-  // sees warp-uniform values (a branch it thinks divergent around wgmma serialises them).
-  const int wg = __shfl_sync(0xffffffffu, warp >> 2, 0);
-  const bool wg_active = __shfl_sync(0xffffffffu, wg * 64 < tile.rows ? 1 : 0, 0) != 0;
+  int a_row[A_PER_THREAD];  // source row in A of row j (lean: the producer warpgroup runs on few registers)
+  const T* b_src;           // weight row of j = 0 at chunk kc; row j is b_src + j * b_step
+  std::int64_t b_step;
+  unsigned a_ok = 0, b_ok = 0;  // bit j: row j is inside the tile / the weights
+  int kc = 0;
+  unsigned dst0 = 0;  // byte offset of (row_base, chunk kc) in a stage; row j adds j * ROWS_PER_PASS * 128
 
-  // ---- per-thread source pointers, fixed over the K loop: chunk tid % 8 of rows tid / 8 + 32 j ----
-  constexpr int A_PER_THREAD = BM * BK / 8 / THREADS;  // 4
-  constexpr int B_PER_THREAD = BN * BK / 8 / THREADS;  // 8 (BN 256) or 4
-  constexpr int ROWS_PER_PASS = THREADS / (BK / 8);    // 32
-  const int kc = tid % (BK / 8);
-  const int row_base = tid / (BK / 8);
-  const T* a_src[A_PER_THREAD];
-  bool a_ok[A_PER_THREAD];
-#pragma unroll
-  for (int j = 0; j < A_PER_THREAD; ++j) {
-    const int row = row_base + j * ROWS_PER_PASS;
-    a_ok[j] = row < tile.rows;
-    const int r = tile.row0 + (a_ok[j] ? row : 0);
-    const int src_row = (p.a_rows ? p.a_rows[r] : r) / p.a_div;
-    a_src[j] = static_cast<const T*>(p.a) + std::int64_t(src_row) * p.lda + kc * 8;
-  }
-  const T* const b_expert = static_cast<const T*>(p.b) + std::int64_t(tile.expert) * p.b_expert_stride;
-  const T* b_src[B_PER_THREAD];
-  bool b_ok[B_PER_THREAD];
-#pragma unroll
-  for (int j = 0; j < B_PER_THREAD; ++j) {
-    int w;
-    b_ok[j] = weight_index(p, n_block, BN, row_base + j * ROWS_PER_PASS, w);
-    b_src[j] = b_expert + (b_ok[j] ? std::int64_t(w) * p.ldb : 0) + kc * 8;
-  }
-
-  const int ktiles = (p.kdim + BK - 1) / BK;
-  auto load_stage = [&](int stage, int kt) {
-    const int k0 = kt * BK;
-    const bool kin = k0 + kc * 8 < p.kdim;
-    T* a_dst = sA + stage * Cfg::A_STAGE;
+  __device__ __forceinline__ void init(const GroupedGemmParams& p, const Tile& tile, int n_block, int tid) {
+    kc = tid % CHUNKS;
+    const int row_base = tid / CHUNKS;
+    // Rows row_base + j * ROWS_PER_PASS share row & 7 (ROWS_PER_PASS % 8 == 0), so the swizzled
+    // chunk is the same for every j and row j sits ROWS_PER_PASS * 128 bytes after row 0.
+    static_assert(ROWS_PER_PASS % 8 == 0, "one swizzle phase per thread");
+    dst0 = unsigned(swz(row_base, kc, CHUNKS) * int(sizeof(T)));
+    a_ok = 0;
 #pragma unroll
     for (int j = 0; j < A_PER_THREAD; ++j) {
-      const bool ok = a_ok[j] && kin;
-      cp_async16(smem_u32(a_dst + swz(row_base + j * ROWS_PER_PASS, kc, BK / 8)), ok ? a_src[j] + k0 : p.a, ok);
+      const int row = row_base + j * ROWS_PER_PASS;
+      const bool ok = row < tile.rows;
+      a_ok |= unsigned(ok) << j;
+      const int r = tile.row0 + (ok ? row : 0);
+      a_row[j] = (p.a_rows ? p.a_rows[r] : r) / p.a_div;
     }
-    T* b_dst = sB + stage * Cfg::B_STAGE;
+    // Weight row of tile-local index n = row_base + j * ROWS_PER_PASS (weight_index): with the
+    // concatenated gate layout n >> 4 grows by ROWS_PER_PASS / 16 per j, so both the gate index
+    // and the weight row step by ROWS_PER_PASS / 2; otherwise the row steps by ROWS_PER_PASS.
+    static_assert(ROWS_PER_PASS % 16 == 0, "the gate/up groups of 16 rows stay whole per pass");
+    const bool gate = p.epilogue == Epilogue::gate_concatenated;
+    const int step = gate ? ROWS_PER_PASS / 2 : ROWS_PER_PASS;
+    int w0;
+    (void)weight_index(p, n_block, BN, row_base, w0);
+    b_ok = 0;
 #pragma unroll
     for (int j = 0; j < B_PER_THREAD; ++j) {
-      const bool ok = b_ok[j] && kin;
-      cp_async16(smem_u32(b_dst + swz(row_base + j * ROWS_PER_PASS, kc, BK / 8)), ok ? b_src[j] + k0 : p.b, ok);
+      int w;
+      const bool ok = weight_index(p, n_block, BN, row_base + j * ROWS_PER_PASS, w);
+      b_ok |= unsigned(ok) << j;
     }
-  };
-
-  constexpr int AHEAD = Cfg::AHEAD;
-  float acc[BN / 2];
-#pragma unroll
-  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
-
-#pragma unroll
-  for (int s = 0; s < AHEAD; ++s) {
-    if (s < ktiles) load_stage(s, s);
-    cp_async_commit();
+    const T* const b_expert = static_cast<const T*>(p.b) + std::int64_t(tile.expert) * p.b_expert_stride;
+    b_src = b_expert + std::int64_t(w0) * p.ldb + kc * 8;
+    b_step = std::int64_t(step) * p.ldb;
   }
 
-  const unsigned a_base = smem_u32(sA) + unsigned(wg * 64 * BK * 2);
-  const unsigned b_base = smem_u32(sB);
-  for (int kt = 0; kt < ktiles; ++kt) {
-    cp_async_wait<AHEAD - 1>();  // this thread's copies of k-tile kt have landed
-    fence_proxy_async();         // ... and are visible to the async proxy (wgmma)
-    __syncthreads();             // everyone's copies (and, AHEAD = STAGES - 2: wgmma(kt - 2) is done)
-    if constexpr (AHEAD == STAGES - 2) {
-      const int next = kt + AHEAD;  // into the buffer wgmma(kt - 2) read
-      if (next < ktiles) load_stage(next % STAGES, next);
-      cp_async_commit();
-    }
-    if (wg_active) {
-      const int s = kt % STAGES;
-      const unsigned a_s = a_base + unsigned(s * Cfg::A_STAGE * 2);
-      const unsigned b_s = b_base + unsigned(s * Cfg::B_STAGE * 2);
-      wgmma_fence();
+  // Issues this thread's copies of k-tile kt into the stage at sA / sB (no commit, no wait).
+  __device__ __forceinline__ void load(const GroupedGemmParams& p, T* sA, T* sB, int kt) const {
+    const int k0 = kt * BK;
+    const bool kin = k0 + kc * 8 < p.kdim;
+    const T* const a_k = static_cast<const T*>(p.a) + kc * 8 + k0;
+    const unsigned a_dst = smem_u32(sA) + dst0, b_dst = smem_u32(sB) + dst0;
+    constexpr unsigned ROW_STEP = ROWS_PER_PASS * BK * sizeof(T);
 #pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk)
-        wgmma_tile_k16<T, BN>(acc, wgmma_desc(a_s + kk * 32), wgmma_desc(b_s + kk * 32));
-      wgmma_commit();
-      wgmma_wait<1>();  // wgmma(kt - 1) is done: its buffer may be refilled after a barrier
+    for (int j = 0; j < A_PER_THREAD; ++j) {
+      const bool ok = ((a_ok >> j) & 1u) && kin;
+      cp_async16(a_dst + j * ROW_STEP, ok ? a_k + std::int64_t(a_row[j]) * p.lda : p.a, ok);
     }
-    if constexpr (AHEAD == STAGES - 1) {
-      __syncthreads();  // wgmma(kt - 1) is done in both warpgroups
-      const int next = kt + AHEAD;  // into the buffer wgmma(kt - 1) read
-      if (next < ktiles) load_stage(next % STAGES, next);
-      cp_async_commit();
+#pragma unroll
+    for (int j = 0; j < B_PER_THREAD; ++j) {
+      const bool ok = ((b_ok >> j) & 1u) && kin;
+      cp_async16(b_dst + j * ROW_STEP, ok ? b_src + j * b_step + k0 : p.b, ok);
     }
   }
-  cp_async_wait<0>();
-  if (!wg_active) return;
-  wgmma_wait<0>();
-  wgmma_fence_operands(acc);
+};
 
-  // ---- epilogue: acc[4 j + c] = row 16 (warp % 4) + g (+8 for c >= 2), column 8 j + 2 t4 (+1) ----
+// The epilogue of one warp's 16 rows of a 64-row wgmma accumulator (m64nBNk16 layout:
+// acc[4 j + c] = row g (+8 for c >= 2) of the warp's 16, column 8 j + 2 t4 (+1)). wm0 = the
+// warp's first tile-local row. Same stores as the mma.sync kernel's epilogue (gemm_tc.cuh).
+template <class T, int BN>
+__device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, const Tile& tile, int n_block,
+                                                 const float (&acc)[BN / 2], int wm0, int lane) {
   const int g = lane >> 2, t4 = lane & 3;
-  const int wm0 = wg * 64 + (warp & 3) * 16;
   const T* bias = p.bias ? static_cast<const T*>(p.bias) + std::int64_t(tile.expert) * p.n_weights : nullptr;
   auto bias_at = [&](int w) { return bias ? to_f32(bias[w]) : 0.0f; };
   constexpr int NJ = BN / 8;
@@ -340,17 +347,322 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wg
       }
     }
   }
+}
+#endif
+
+template <class T, class Cfg>
+__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wgmma_kernel(const GroupedGemmParams p) {
+#ifdef MOEKIT_WGMMA_DEVICE
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES, THREADS = Cfg::THREADS;
+  extern __shared__ __align__(1024) unsigned char wgmma_smem[];
+  // Each stage must start on a 1024-byte boundary (the swizzle atom): align the base by hand.
+  const unsigned raw_addr = smem_u32(wgmma_smem);
+  unsigned char* const smem = wgmma_smem + ((1024 - (raw_addr & 1023)) & 1023);
+  T* const sA = reinterpret_cast<T*>(smem);
+  T* const sB = sA + STAGES * Cfg::A_STAGE;
+
+  int m_index, n_block;
+  tile_order(p, m_index, n_block);
+  const int ntiles = p.num_tiles ? *p.num_tiles : p.tile_slots;
+  if (m_index >= ntiles) return;
+  const Tile tile = p.tiles[m_index];
+  if (tile.rows <= 0) return;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  // Warpgroup wg computes rows [64 wg, 64 wg + 64). Broadcast from lane 0 so that the compiler
+  // sees warp-uniform values (a branch it thinks divergent around wgmma serialises them).
+  const int wg = __shfl_sync(0xffffffffu, warp >> 2, 0);
+  const bool wg_active = __shfl_sync(0xffffffffu, wg * 64 < tile.rows ? 1 : 0, 0) != 0;
+
+  // ---- per-thread source pointers, fixed over the K loop: chunk tid % 8 of rows tid / 8 + 32 j ----
+  WgmmaStageLoader<T, BM, BN, THREADS> loader;
+  loader.init(p, tile, n_block, tid);
+  const int ktiles = (p.kdim + BK - 1) / BK;
+  auto load_stage = [&](int stage, int kt) {
+    loader.load(p, sA + stage * Cfg::A_STAGE, sB + stage * Cfg::B_STAGE, kt);
+  };
+
+  constexpr int AHEAD = Cfg::AHEAD;
+  float acc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+
+#pragma unroll
+  for (int s = 0; s < AHEAD; ++s) {
+    if (s < ktiles) load_stage(s, s);
+    cp_async_commit();
+  }
+
+  const unsigned a_base = smem_u32(sA) + unsigned(wg * 64 * BK * 2);
+  const unsigned b_base = smem_u32(sB);
+  for (int kt = 0; kt < ktiles; ++kt) {
+    cp_async_wait<AHEAD - 1>();  // this thread's copies of k-tile kt have landed
+    fence_proxy_async();         // ... and are visible to the async proxy (wgmma)
+    __syncthreads();             // everyone's copies (and, AHEAD = STAGES - 2: wgmma(kt - 2) is done)
+    if constexpr (AHEAD == STAGES - 2) {
+      const int next = kt + AHEAD;  // into the buffer wgmma(kt - 2) read
+      if (next < ktiles) load_stage(next % STAGES, next);
+      cp_async_commit();
+    }
+    if (wg_active) {
+      const int s = kt % STAGES;
+      const unsigned a_s = a_base + unsigned(s * Cfg::A_STAGE * 2);
+      const unsigned b_s = b_base + unsigned(s * Cfg::B_STAGE * 2);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk)
+        wgmma_tile_k16<T, BN>(acc, wgmma_desc(a_s + kk * 32), wgmma_desc(b_s + kk * 32));
+      wgmma_commit();
+      wgmma_wait<1>();  // wgmma(kt - 1) is done: its buffer may be refilled after a barrier
+    }
+    if constexpr (AHEAD == STAGES - 1) {
+      __syncthreads();  // wgmma(kt - 1) is done in both warpgroups
+      const int next = kt + AHEAD;  // into the buffer wgmma(kt - 1) read
+      if (next < ktiles) load_stage(next % STAGES, next);
+      cp_async_commit();
+    }
+  }
+  cp_async_wait<0>();
+  if (!wg_active) return;
+  wgmma_wait<0>();
+  wgmma_fence_operands(acc);
+
+  // ---- epilogue: this warp's 16 rows of the warpgroup's 64 ----
+  wgmma_store_rows<T, BN>(p, tile, n_block, acc, wg * 64 + (warp & 3) * 16, lane);
+#endif
+}
+
+// ---- variant 4: persistent, warp-specialised ---------------------------------------------------
+//
+// grid = min(SMs, work items), one CTA per SM, 384 threads in three warpgroups:
+//   warpgroup 0 (producer, setmaxnreg.dec to PRODUCER_REGS): for every k-tile of every work item
+//     of this CTA, in order: wait empty[s], issue the 16-byte cp.async copies of A (gathered rows)
+//     and B (weight rows) into stage s exactly as WgmmaStageLoader lays them out for variant 3,
+//     then cp.async.mbarrier.arrive.noinc on full[s] (fires when this thread's copies land).
+//   warpgroups 1 and 2 (consumers, setmaxnreg.inc to CONSUMER_REGS): ping-pong over the work
+//     items, consumer c taking the CTA's items j with j % 2 == c; each computes a whole 128 x 128
+//     tile (two m64n128k16 accumulators, rows [0, 64) and [64, 128); the second is skipped when
+//     the tile has <= 64 rows), then its epilogue, which overlaps the other consumer's main loop.
+// Work items are (tile, weight slice) pairs, item w -> tile_order's raster over the tile count
+// read on the device; CTA b takes items b, b + grid, b + 2 grid, ... (static, deterministic).
+// Every output element is written by one item, so results do not depend on the schedule; with
+// the same instruction (m64n128k16), the same k order and the same shared-memory layout as
+// variant 3 the accumulators are bitwise those of variant 3.
+//
+// Pipeline: the i-th k-tile the CTA loads (items in order, ktiles per item: the same for every
+// item, so a consumer knows where its item's k-tiles start without asking the other) goes to
+// stage s = i % STAGES in round r = i / STAGES. full[s] expects 128 arrivals per round (one per
+// producer thread, .noinc); empty[s] expects 128 (each thread of the consuming warpgroup, once
+// its wgmma reading stage s has completed: wgmma.wait_group 1 after issuing the next k-tile,
+// wait_group 0 after the item's last). The producer waits empty[s] with parity (r & 1) ^ 1
+// (round 0 passes at once on a fresh barrier), a consumer waits full[s] with parity r & 1.
+//
+// A parity wait is only sound when the waiter has seen the phase before the one it waits for
+// complete (else the previous, completed, phase of the same parity satisfies it). The producer
+// is the only waiter on empty[] and waits its rounds in order. For full[], the consumers take
+// turns: turn[c] completes a phase each time the other consumer has passed every full[] wait of
+// one item, and consumer c waits on it before the main loop of each of its items (but the CTA's
+// first). So when consumer c waits for k-tile i, every k-tile before its item has been seen
+// complete by one consumer or the other, and the earlier ones of its item by itself. turn[c] is
+// itself waited in order by c alone and cannot run two phases ahead (the other consumer
+// needs c's next signal first). This is CUTLASS's ping-pong order: one consumer's main loop at a
+// time, the other in its epilogue.
+//
+// Why every wait completes: the producer and both consumers walk the same item list (same tiles,
+// same skip rule, same ktiles), so the consumers consume exactly the k-tiles the producer fills,
+// in the same order. Each wait depends only on events of earlier k-tiles or items: a fill of
+// k-tile i on the release of k-tile i - STAGES; that release on the fill of k-tile
+// i - STAGES + 1 or, for an item's last k-tile, on nothing (it follows wait_group 0 in the main
+// loop, not the epilogue); a turn on the other consumer's previous main loop, which needs only
+// fills of earlier k-tiles. No CTA-wide barrier is used after the setup, and every thread
+// issues the same copies (zero-filled when masked), so every arrival count is met.
+// MOEKIT_WGMMA_WAIT_TRAP_NS (default 10 s): a wait that spins longer traps (a launch error
+// instead of a hung GPU if one of these invariants were ever broken); 0 turns the check off.
+template <int STAGES_>
+struct WgmmaPersistentConfig {
+  static constexpr int BM = 128, BN = 128, BK = 64, STAGES = STAGES_;
+  static constexpr int THREADS = 384;  // producer warpgroup + two consumer warpgroups
+  static constexpr int PRODUCER_REGS = 56, CONSUMER_REGS = 224;
+  static constexpr int A_STAGE = BM * BK, B_STAGE = BN * BK;  // elements
+  static constexpr int TILE_BYTES = STAGES * (A_STAGE + B_STAGE) * 2;
+  static constexpr int BARRIER_BYTES = (2 * STAGES + 2) * 8;  // full[], empty[], turn[2]
+  static constexpr int SMEM_BYTES = TILE_BYTES + BARRIER_BYTES + 1024;  // + alignment slack
+  static_assert(STAGES >= 4, "at least 4 stages in flight");
+  static_assert(SMEM_BYTES <= 227 * 1024, "one CTA per SM");
+  // setmaxnreg moves registers inside the CTA's allocation (65536 / 384 = 168 per thread at launch).
+  static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 256 <= 168 * THREADS, "register budget");
+  static_assert(PRODUCER_REGS % 8 == 0 && CONSUMER_REGS % 8 == 0, "setmaxnreg takes multiples of 8");
+};
+using WgmmaV4 = WgmmaPersistentConfig<6>;
+
+#ifndef MOEKIT_WGMMA_WAIT_TRAP_NS
+#define MOEKIT_WGMMA_WAIT_TRAP_NS 10000000000ull
+#endif
+
+#ifdef MOEKIT_WGMMA_DEVICE
+// mbar_wait with the hang guard: the clock is read only once the first try has failed.
+__device__ __forceinline__ void mbar_wait_guarded(unsigned bar, unsigned parity) {
+  if constexpr (MOEKIT_WGMMA_WAIT_TRAP_NS == 0) {
+    mbar_wait(bar, parity);
+  } else {
+    unsigned done = 0;
+    std::uint64_t start = 0;
+    for (;;) {
+      asm volatile(
+          "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+          : "=r"(done)
+          : "r"(bar), "r"(parity)
+          : "memory");
+      if (done) return;
+      std::uint64_t now;
+      asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(now));
+      if (start == 0) start = now;
+      else if (now - start > MOEKIT_WGMMA_WAIT_TRAP_NS) __trap();
+    }
+  }
+}
+
+// Work item w -> (tile index m, weight slice n): groups of group_m tiles, tile fastest
+// (tile_order's raster, over the device-side tile count). Needs w < ntiles * n_blocks.
+__device__ __forceinline__ void persistent_item(int w, int ntiles, int n_blocks, int group_m, int& m, int& n) {
+  const int per_group = group_m * n_blocks;
+  const int group = w / per_group;
+  const int first = group * group_m;
+  const int width = min(group_m, ntiles - first);
+  const int r = w - group * per_group;
+  m = first + r % width;
+  n = r / width;
+}
+
+// One consumer's main loop over a 128-row tile: kTwo = both 64-row halves (else rows [0, 64) only).
+// k-tile kt of the item is the CTA's k-tile it0 + kt. Signals turn_other once every full[] wait
+// of the item has passed; releases every stage it read, the last after wait_group 0.
+template <class T, class Cfg, bool kTwo>
+__device__ __forceinline__ void persistent_mainloop(float (&acc0)[Cfg::BN / 2], float (&acc1)[Cfg::BN / 2],
+                                                    unsigned a_base, unsigned b_base, unsigned full0,
+                                                    unsigned empty0, unsigned turn_other, int it0, int ktiles) {
+  constexpr int STAGES = Cfg::STAGES, BK = Cfg::BK, BN = Cfg::BN;
+  int s = it0 % STAGES;
+  unsigned phase = unsigned(it0 / STAGES) & 1u;
+  int prev = -1;  // the stage of the previous k-tile, released once its wgmma group has completed
+  for (int kt = 0; kt < ktiles; ++kt) {
+    mbar_wait_guarded(full0 + 8 * s, phase);
+    fence_proxy_async();  // the producer's cp.async (generic proxy) writes, read by wgmma (async proxy)
+    const unsigned a_s = a_base + unsigned(s * Cfg::A_STAGE * 2);
+    const unsigned b_s = b_base + unsigned(s * Cfg::B_STAGE * 2);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      wgmma_tile_k16<T, BN>(acc0, wgmma_desc(a_s + kk * 32), wgmma_desc(b_s + kk * 32));
+      if constexpr (kTwo)
+        wgmma_tile_k16<T, BN>(acc1, wgmma_desc(a_s + 64 * BK * 2 + kk * 32), wgmma_desc(b_s + kk * 32));
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // the previous k-tile's group is done: its stage may be refilled
+    if (prev >= 0) mbar_arrive(empty0 + 8 * prev);
+    prev = s;
+    if (++s == STAGES) s = 0, phase ^= 1u;
+  }
+  mbar_arrive(turn_other);  // every full[] wait of this item has passed: the other consumer's turn
+  wgmma_wait<0>();
+  if (prev >= 0) mbar_arrive(empty0 + 8 * prev);
+}
+#endif
+
+template <class T, class Cfg>
+__global__ void __launch_bounds__(Cfg::THREADS, 1) grouped_gemm_wgmma_persistent_kernel(const GroupedGemmParams p) {
+#ifdef MOEKIT_WGMMA_DEVICE
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
+  extern __shared__ __align__(1024) unsigned char wgmma_smem[];
+  const unsigned raw_addr = smem_u32(wgmma_smem);
+  unsigned char* const smem = wgmma_smem + ((1024 - (raw_addr & 1023)) & 1023);
+  T* const sA = reinterpret_cast<T*>(smem);
+  T* const sB = sA + STAGES * Cfg::A_STAGE;
+  const unsigned full0 = smem_u32(smem + Cfg::TILE_BYTES);  // full[s] at full0 + 8 s
+  const unsigned empty0 = full0 + 8 * STAGES;               // empty[s] at empty0 + 8 s
+  const unsigned turn0 = empty0 + 8 * STAGES;               // turn[c] at turn0 + 8 c
+
+  const int tid = threadIdx.x, lane = tid & 31;
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(full0 + 8 * s, 128);   // the producer warpgroup's cp.async arrivals
+      mbar_init(empty0 + 8 * s, 128);  // the consuming warpgroup's threads
+    }
+    mbar_init(turn0, 128);      // consumer 1's threads, after each of their main loops
+    mbar_init(turn0 + 8, 128);  // consumer 0's threads, likewise
+  }
+  __syncthreads();  // the barriers are initialised before anyone uses them; the last CTA barrier
+
+  const int ntiles = p.num_tiles ? *p.num_tiles : p.tile_slots;
+  const int total = ntiles * p.n_blocks;
+  const int group_m = p.group_m > 0 ? p.group_m : kGroupM;
+  const int ktiles = (p.kdim + BK - 1) / BK;
+  // Warp-uniform role (broadcast: a branch the compiler thinks divergent around wgmma serialises it).
+  const int role = __shfl_sync(0xffffffffu, tid >> 7, 0);
+
+  if (role == 0) {
+    // ---- producer ----
+    setmaxnreg_dec<Cfg::PRODUCER_REGS>();
+    int s = 0;
+    unsigned phase = 0;
+    for (int w = blockIdx.x; w < total; w += gridDim.x) {
+      int m, n_block;
+      persistent_item(w, ntiles, p.n_blocks, group_m, m, n_block);
+      const Tile tile = p.tiles[m];
+      if (tile.rows <= 0) continue;  // the consumers skip it too
+      WgmmaStageLoader<T, BM, BN, 128> loader;
+      loader.init(p, tile, n_block, tid);
+      for (int kt = 0; kt < ktiles; ++kt) {
+        mbar_wait_guarded(empty0 + 8 * s, phase ^ 1u);
+        loader.load(p, sA + s * Cfg::A_STAGE, sB + s * Cfg::B_STAGE, kt);
+        cp_async_mbar_arrive(full0 + 8 * s);
+        if (++s == STAGES) s = 0, phase ^= 1u;
+      }
+    }
+    cp_async_wait_all();  // leave no copy in flight behind this thread
+    return;
+  }
+
+  // ---- consumers ----
+  setmaxnreg_inc<Cfg::CONSUMER_REGS>();
+  const int c = role - 1;  // 0 or 1
+  const unsigned turn_mine = turn0 + 8 * c, turn_other = turn0 + 8 * (1 - c);
+  const int warp_in_wg = (tid >> 5) & 3;
+  const unsigned a_base = smem_u32(sA), b_base = smem_u32(sB);
+  float acc0[BN / 2], acc1[BN / 2];
+  int j = 0;  // items of this CTA with rows so far, both consumers' (each is ktiles k-tiles)
+  for (int w = blockIdx.x; w < total; w += gridDim.x) {
+    int m, n_block;
+    persistent_item(w, ntiles, p.n_blocks, group_m, m, n_block);
+    const Tile tile = p.tiles[m];
+    if (tile.rows <= 0) continue;  // the producer skips it too
+    const int item = j++;
+    if ((item & 1) != c) continue;
+    // Item - 1 is the other consumer's ((item - 1) / 2)-th: wait until its main loop has passed
+    // all its full[] waits (turn_mine's phase (item - 1) / 2).
+    if (item > 0) mbar_wait_guarded(turn_mine, unsigned((item - 1) / 2) & 1u);
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) acc0[i] = 0.0f, acc1[i] = 0.0f;
+    const bool two = __shfl_sync(0xffffffffu, tile.rows > 64 ? 1 : 0, 0) != 0;
+    const int it0 = item * ktiles;
+    if (two) persistent_mainloop<T, Cfg, true>(acc0, acc1, a_base, b_base, full0, empty0, turn_other, it0, ktiles);
+    else persistent_mainloop<T, Cfg, false>(acc0, acc1, a_base, b_base, full0, empty0, turn_other, it0, ktiles);
+    wgmma_fence_operands(acc0);
+    wgmma_fence_operands(acc1);
+    wgmma_store_rows<T, BN>(p, tile, n_block, acc0, warp_in_wg * 16, lane);
+    if (two) wgmma_store_rows<T, BN>(p, tile, n_block, acc1, 64 + warp_in_wg * 16, lane);
+  }
 #endif
 }
 
 // Which wgmma kernel runs on the current device: 0 = none (compute capability other than 9.0,
-// where the sm_90a cubin does not load, or MOEKIT_CUDA_WGMMA=0), else the variant 1..3 (default
+// where the sm_90a cubin does not load, or MOEKIT_CUDA_WGMMA=0), else the variant 1..4 (default
 // kWgmmaDefault; MOEKIT_CUDA_WGMMA=N picks another: an A/B knob for the benchmark, read on every
 // call like MOEKIT_CUDA_TILE_M).
 inline constexpr int kWgmmaDefault = 3;  // measured best, docs/perf-notes.md v4
 inline int wgmma_variant() {
   int variant = kWgmmaDefault;
-  if (const char* env = std::getenv("MOEKIT_CUDA_WGMMA"); env && env[0] >= '0' && env[0] <= '3' && env[1] == 0)
+  if (const char* env = std::getenv("MOEKIT_CUDA_WGMMA"); env && env[0] >= '0' && env[0] <= '4' && env[1] == 0)
     variant = env[0] - '0';
   if (variant == 0) return 0;
   int dev = 0, major = 0, minor = 0;
@@ -375,12 +687,34 @@ cudaError_t launch_grouped_gemm_wgmma_cfg(const GroupedGemmParams& p, int tile_s
   return cudaGetLastError();
 }
 
+// Variant 4: grid = min(SMs, upper bound of work items); the CTAs loop over the device-side count.
+template <class T, class Cfg>
+cudaError_t launch_grouped_gemm_wgmma_persistent(const GroupedGemmParams& p, int tile_slots, cudaStream_t stream) {
+  if (tile_slots <= 0) return cudaSuccess;
+  auto kernel = grouped_gemm_wgmma_persistent_kernel<T, Cfg>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
+  if (err != cudaSuccess) return err;
+  int dev = 0, sms = 0;
+  if ((err = cudaGetDevice(&dev)) != cudaSuccess) return err;
+  if ((err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return err;
+  GroupedGemmParams q = p;
+  q.tile_slots = tile_slots;
+  q.n_blocks = tc_grid_n<Cfg>(p);
+  const long long items = static_cast<long long>(tile_slots) * q.n_blocks;
+  if (items > 0x7fffffffLL) return cudaErrorInvalidConfiguration;  // item indices are int
+  const long long grid = std::min<long long>(items, std::max(sms, 1));
+  if (grid <= 0) return cudaSuccess;
+  kernel<<<unsigned(grid), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(q);
+  return cudaGetLastError();
+}
+
 template <class T>
 cudaError_t launch_grouped_gemm_wgmma(const GroupedGemmParams& p, int variant, int tile_slots, cudaStream_t stream) {
   switch (variant) {
     case 1: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV1>(p, tile_slots, stream);
     case 2: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV2>(p, tile_slots, stream);
     case 3: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV3>(p, tile_slots, stream);
+    case 4: return launch_grouped_gemm_wgmma_persistent<T, WgmmaV4>(p, tile_slots, stream);
     default: return cudaErrorInvalidValue;
   }
 }
