@@ -18,9 +18,9 @@ Three steps (scripts/gpu/report.sh runs them in this order, with `moekit bench` 
      experts implementation x torch.compile mode (off, default, reduce-overhead,
      max-autotune-no-cudagraphs; eager only without compile), a child process times the experts
      call and the block for every batch x seq: CUDA-event medians after warm-up, peak memory as the
-     torch.cuda.max_memory_allocated delta. Out-of-memory is a row ("oom"), and each child has a time
-     budget; what it did not reach is a "timeout" row. Writes OUT/results.json (moekit-report/1,
-     mergeable with `moekit report --merge`) and OUT/log.txt.
+     torch.cuda.max_memory_allocated delta from before the first call. Out-of-memory is a row
+     ("oom"), and each child has a time budget; what it did not reach is a "timeout" row. Writes
+     OUT/results.json (moekit-report/1, mergeable with `moekit report --merge`) and OUT/log.txt.
 
         python3 bench/hf_compare.py run --work WORK --moekit build/moekit --out OUT [--budget-s 300]
 
@@ -317,6 +317,10 @@ def child(args):
                         fn = torch.compile(module, mode=mode, dynamic=False)
                     else:
                         fn = module
+                    # Memory held from here on (a CUDA graph's pool, compiled buffers) counts too; the
+                    # compile's own transients do not (the peak is reset after warm-up).
+                    torch.cuda.synchronize()
+                    base = torch.cuda.memory_allocated()
                     t0 = time.time()
                     with torch.no_grad():
                         fn(*inputs)
@@ -326,7 +330,6 @@ def child(args):
                             fn(*inputs)
                         torch.cuda.synchronize()
                         torch.cuda.reset_peak_memory_stats()
-                        base = torch.cuda.memory_allocated()
                         times = []
                         ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                         for _ in range(args.repeat):
@@ -414,7 +417,8 @@ def run(args):
         "U(-1, 1); routing from SolarOpenTopkRouter (zero correction bias)",
         "median of %d calls after %d warm-up calls, each between two CUDA events; compiled: dynamic=False, one "
         "compile per point and scope" % (args.repeat, args.warmup),
-        "extra memory = torch.cuda.max_memory_allocated during the timed calls minus memory_allocated before them",
+        "extra memory = torch.cuda.max_memory_allocated during the timed calls minus memory_allocated before the first "
+        "(compiling) call: memory kept by compilation or graph capture counts, the compile's transients do not",
         "eager is timed without torch.compile only (its per-expert loop is data-dependent)",
         "a timeout row: the configuration's share of the %.0f s budget was spent (compiles included)" % args.budget_s,
     ]
