@@ -109,6 +109,10 @@ class CudaBlock final : public BlockDeviceState {
     }
 
     logits_.reserve(bytes_of(T * E, DType::f32), stream, "router logits");
+    std::size_t scratch = cuda::router_logits_scratch_bytes(T, E, H, device_.index);
+    if (shared_gate_.defined()) scratch = std::max(scratch, cuda::router_logits_scratch_bytes(T, 1, H, device_.index));
+    if (scratch) router_scratch_.reserve(scratch, stream, "router partial sums");
+    float* router_scratch = scratch ? static_cast<float*>(router_scratch_.data()) : nullptr;
     index_.reserve(bytes_of(T * K, DType::i32), stream, "routing ids");
     weights_.reserve(bytes_of(T * K, DType::f32), stream, "routing weights");
     const TensorView idx = TensorView::contiguous(index_.data(), DType::i32, {T, K}, device_);
@@ -136,7 +140,7 @@ class CudaBlock final : public BlockDeviceState {
 
     const RouterPrecision precision = router_precision(c);
     cuda::router_logits(x, router_weight_, router_bias_, precision.logits_in_model_dtype,
-                        static_cast<float*>(logits_.data()), stream);
+                        static_cast<float*>(logits_.data()), router_scratch, stream);
     cuda::route_on_device(c.router, static_cast<float*>(logits_.data()), T, E, K,
                           correction_bias_.defined() ? correction_bias_.as<const float>() : nullptr,
                           precision.weights_in_model_dtype ? x.dtype : DType::f32, idx.as<std::int32_t>(),
@@ -148,7 +152,7 @@ class CudaBlock final : public BlockDeviceState {
     const float* gate_logit = nullptr;
     if (shared_gate_.defined()) {
       cuda::router_logits(x, shared_gate_, TensorView{}, /*round_to_dtype=*/false,
-                          static_cast<float*>(shared_logit_.data()), stream);
+                          static_cast<float*>(shared_logit_.data()), router_scratch, stream);
       gate_logit = static_cast<const float*>(shared_logit_.data());
     }
     check(cuda::kernels::launch_shared_routing(gate_logit, int(T), shared.top_k_index.as<std::int32_t>(),
@@ -224,7 +228,7 @@ class CudaBlock final : public BlockDeviceState {
   int owned_count_ = 0;
   TensorView router_weight_, router_bias_, correction_bias_, gate_up_, down_, gate_up_bias_, down_bias_;
   TensorView shared_gate_up_, shared_down_, shared_gate_;
-  DeviceMemory logits_, index_, weights_, workspace_, shared_out_, shared_ids_, shared_w_, shared_logit_;
+  DeviceMemory logits_, router_scratch_, index_, weights_, workspace_, shared_out_, shared_ids_, shared_w_, shared_logit_;
   std::int64_t routed_tokens_ = 0, top_k_ = 0;
 };
 

@@ -18,20 +18,34 @@ kernels::Rounding rounding_of(DType d) {
   return kernels::Rounding::none;
 }
 
+int sm_count(int device) {
+  int n = 0;
+  check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "cuda router: multiprocessor count");
+  return n;
+}
+
 template <class T>
 cudaError_t linear_as(const TensorView& x, const TensorView& w, const TensorView& b, bool round, float* logits,
-                      cudaStream_t stream) {
+                      float* scratch, int sms, cudaStream_t stream) {
   const int tokens = int(x.shape[0]), experts = int(w.shape[0]), hidden = int(w.shape[1]);
   return kernels::launch_router_linear<T>(x.as<const T>(), x.strides[0], w.as<const T>(),
                                           b.defined() ? b.as<const T>() : nullptr, tokens, experts, hidden,
                                           round ? rounding_of(x.dtype) : kernels::Rounding::none, logits, experts,
-                                          stream);
+                                          sms, scratch, stream);
 }
 
 }  // namespace
 
+std::size_t router_logits_scratch_bytes(std::int64_t tokens, std::int64_t experts, std::int64_t hidden, int device) {
+  if (tokens <= 0 || experts <= 0 || hidden <= 0) return 0;
+  if (tokens >= (std::int64_t(1) << 31) || experts >= (std::int64_t(1) << 31) || hidden >= (std::int64_t(1) << 31))
+    invalid("sizes exceed 32-bit indices");
+  return std::size_t(kernels::router_linear_scratch_floats(int(tokens), int(experts), int(hidden), sm_count(device))) *
+         sizeof(float);
+}
+
 void router_logits(const TensorView& x, const TensorView& w, const TensorView& b, bool round_to_dtype, float* logits,
-                   void* stream) {
+                   float* scratch, void* stream) {
   if (x.rank != 2 || w.rank != 2 || x.shape[1] != w.shape[1])
     invalid("x must be [T, H] and the router weight [E, H], got " + x.shape_string() + " and " + w.shape_string());
   if (x.strides[1] != 1 || !w.is_contiguous()) invalid("x rows and the router weight must be contiguous");
@@ -41,12 +55,16 @@ void router_logits(const TensorView& x, const TensorView& w, const TensorView& b
     invalid("x, the router weight and its bias must be on one CUDA device");
   if (x.shape[0] >= (std::int64_t(1) << 31) || w.shape[0] >= (std::int64_t(1) << 31) || w.shape[1] >= (std::int64_t(1) << 31))
     invalid("sizes exceed 32-bit indices");
+  const int sms = sm_count(x.device.index);
+  if (scratch == nullptr &&
+      kernels::router_linear_scratch_floats(int(x.shape[0]), int(w.shape[0]), int(w.shape[1]), sms) > 0)
+    invalid("this size needs router_logits_scratch_bytes() of scratch, got none");
   auto s = static_cast<cudaStream_t>(stream);
   cudaError_t err = cudaErrorInvalidValue;
   switch (x.dtype) {
-    case DType::bf16: err = linear_as<__nv_bfloat16>(x, w, b, round_to_dtype, logits, s); break;
-    case DType::f16: err = linear_as<__half>(x, w, b, round_to_dtype, logits, s); break;
-    case DType::f32: err = linear_as<float>(x, w, b, round_to_dtype, logits, s); break;
+    case DType::bf16: err = linear_as<__nv_bfloat16>(x, w, b, round_to_dtype, logits, scratch, sms, s); break;
+    case DType::f16: err = linear_as<__half>(x, w, b, round_to_dtype, logits, scratch, sms, s); break;
+    case DType::f32: err = linear_as<float>(x, w, b, round_to_dtype, logits, scratch, sms, s); break;
     default: invalid("x must be bf16, f16 or f32, got " + std::string(dtype_name(x.dtype)));
   }
   check(err, "cuda router: router linear");

@@ -5,6 +5,7 @@
 // allocation, capturable in a CUDA graph. Pointers are device memory of the current device.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "moekit/router.hpp"
@@ -14,9 +15,12 @@ namespace moekit::cuda {
 
 // logits [T, E] fp32 (contiguous) = x [T, H] . weight[E, H]^T (+ bias [E]), accumulated in fp32
 // from the stored dtype; rounded once to x's dtype when `round_to_dtype`. x, weight and bias share
-// one floating dtype and live on a CUDA device; x may have padded rows.
+// one floating dtype and live on a CUDA device; x may have padded rows. `scratch`: device memory
+// of router_logits_scratch_bytes(T, E, H, device) bytes (nullptr when that is 0), for the partial
+// sums over slices of H that keep every SM busy when T x E is small.
 void router_logits(const TensorView& x, const TensorView& weight, const TensorView& bias, bool round_to_dtype,
-                   float* logits, void* stream);
+                   float* logits, float* scratch, void* stream);
+std::size_t router_logits_scratch_bytes(std::int64_t tokens, std::int64_t experts, std::int64_t hidden, int device);
 
 // What route() computes, for T tokens of logits [T, E]: idx [T, K] int32 and weights [T, K] fp32,
 // contiguous, in selection order, ties to the lower index. correction_bias: [E] fp32 or nullptr

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -111,6 +112,70 @@ std::vector<RouterCase> cases() {
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaRouter, testing::ValuesIn(cases()),
                          [](const testing::TestParamInfo<RouterCase>& i) { return i.param.name; });
+
+// The router linear against a float64 dot product of the same bf16 values, in each of its three
+// forms: the warp kernel (T <= 16), one H slice, and several slices summed in slice order (few
+// tiles, large H). Two calls give the same bits; a size that needs scratch refuses to run without.
+TEST(CudaRouterLinear, MatchesFloat64AndRepeatsBitwise) {
+  MOEKIT_SKIP_WITHOUT_GPU();
+  int device = 0;
+  cudaGetDevice(&device);
+  struct Size { std::int64_t T, E, H; };
+  for (const Size& z : {Size{5, 128, 4096}, Size{17, 128, 4096}, Size{300, 128, 4096}, Size{600, 8, 1000},
+                        Size{2048, 64, 2048}, Size{33, 1, 4096}, Size{100, 160, 7168}}) {
+    SCOPED_TRACE("T=" + std::to_string(z.T) + " E=" + std::to_string(z.E) + " H=" + std::to_string(z.H));
+    std::mt19937_64 rng(uint64_t(z.T * 7 + z.E * 3 + z.H));
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<bf16> x(std::size_t(z.T * z.H)), w(std::size_t(z.E * z.H)), b(std::size_t(z.E));
+    for (bf16& v : x) v = to_bf16(u(rng));
+    for (bf16& v : w) v = to_bf16(u(rng) * 0.05f);
+    for (bf16& v : b) v = to_bf16(u(rng));
+    bf16* dx = device_copy(x);
+    bf16* dw = device_copy(w);
+    bf16* db = device_copy(b);
+    float* dl = nullptr;
+    cudaMalloc(&dl, std::size_t(z.T * z.E) * sizeof(float));
+    const std::size_t scratch_bytes = cuda::router_logits_scratch_bytes(z.T, z.E, z.H, device);
+    if (z.T > 16 && z.E <= 128 && z.H >= 2048 && z.T * z.E <= 300 * 128) {
+      EXPECT_GT(scratch_bytes, 0u) << "a few tiles over a large H should be cut into slices";
+    }
+    float* scratch = nullptr;
+    if (scratch_bytes) cudaMalloc(&scratch, scratch_bytes);
+    const TensorView tx = TensorView::contiguous(dx, DType::bf16, {z.T, z.H}, Device{DeviceType::cuda, device});
+    const TensorView tw = TensorView::contiguous(dw, DType::bf16, {z.E, z.H}, Device{DeviceType::cuda, device});
+    const TensorView tb = TensorView::contiguous(db, DType::bf16, {z.E}, Device{DeviceType::cuda, device});
+    if (scratch_bytes) {
+      EXPECT_THROW(cuda::router_logits(tx, tw, tb, false, dl, nullptr, nullptr), Error);
+    }
+    std::vector<float> got(std::size_t(z.T * z.E)), again(got.size());
+    cudaMemset(dl, 0xff, got.size() * sizeof(float));  // NaN: every logit must be written
+    cuda::router_logits(tx, tw, tb, false, dl, scratch, nullptr);
+    cuda_test::ok(cudaMemcpy(got.data(), dl, got.size() * sizeof(float), cudaMemcpyDeviceToHost), "logits");
+    cudaMemset(dl, 0xff, got.size() * sizeof(float));
+    cuda::router_logits(tx, tw, tb, false, dl, scratch, nullptr);
+    cuda_test::ok(cudaMemcpy(again.data(), dl, got.size() * sizeof(float), cudaMemcpyDeviceToHost), "logits");
+    EXPECT_EQ(0, std::memcmp(got.data(), again.data(), got.size() * sizeof(float)));
+    int bad = 0;
+    for (std::int64_t t = 0; t < z.T; ++t)
+      for (std::int64_t e = 0; e < z.E; ++e) {
+        double ref = to_float(b[std::size_t(e)]), mag = std::fabs(ref);
+        for (std::int64_t h = 0; h < z.H; ++h) {
+          const double p = double(to_float(x[std::size_t(t * z.H + h)])) * double(to_float(w[std::size_t(e * z.H + h)]));
+          ref += p;
+          mag += std::fabs(p);
+        }
+        const float g = got[std::size_t(t * z.E + e)];
+        if (!(std::fabs(double(g) - ref) <= 1e-4 * mag + 1e-6) && bad++ < 5)
+          ADD_FAILURE() << "logit [" << t << ", " << e << "] = " << g << ", float64 " << ref;
+      }
+    EXPECT_EQ(bad, 0);
+    cudaFree(dx);
+    cudaFree(dw);
+    cudaFree(db);
+    cudaFree(dl);
+    if (scratch) cudaFree(scratch);
+  }
+}
 
 TEST(CudaRouterErrors, ConfigurationErrorsAreThrownBeforeAnyLaunch) {
   RouterConfig c = sigmoid(3, 1, 1.0f);  // 3 groups do not divide E = 8

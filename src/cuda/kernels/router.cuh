@@ -10,6 +10,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "types.cuh"
@@ -39,27 +40,63 @@ __device__ __forceinline__ float round_as(Rounding r, float v) {
 inline constexpr int kLinTile = 64;   // tokens and experts per CTA
 inline constexpr int kLinChunk = 16;  // H per shared-memory stage
 inline constexpr int kLinThreads = 256;
+inline constexpr int kLinMinSlice = 256;  // the least H a slice walks
 
-// 64 x 64 outputs per CTA, 4 x 4 per thread; each output accumulates over h in increasing order.
+// H is cut into `slices` equal ranges (a multiple of kLinChunk each) so that a few 64 x 64 tiles
+// still fill the GPU: a tile walks its H range with a load latency per chunk, and 16 tiles of one
+// slice each (T = 512, E = 128) left 116 of 132 SMs idle for 0.5 ms. Depends on the sizes and the
+// SM count only, so a device's logits do not change from call to call.
+inline int router_linear_slices(int tokens, int experts, int hidden, int sm_count) {
+  const long long tiles = (long long)((experts + kLinTile - 1) / kLinTile) * ((tokens + kLinTile - 1) / kLinTile);
+  const long long want = (2LL * sm_count + tiles - 1) / tiles;
+  const long long most = hidden / kLinMinSlice;
+  const long long s = want < most ? want : most;
+  return s < 1 ? 1 : int(s);
+}
+
+inline int router_linear_slice_len(int hidden, int slices) {
+  const int per = (hidden + slices - 1) / slices;
+  return (per + kLinChunk - 1) / kLinChunk * kLinChunk;
+}
+
+// 64 x 64 outputs per CTA, 4 x 4 per thread, over h in [z * slice_len, (z + 1) * slice_len) for
+// z = blockIdx.z, in increasing h. One slice: the logits (+ bias, rounded); several: fp32 partial
+// sums into partials[z][t][e], which router_linear_sum_kernel adds in z order. The next chunk is
+// loaded into registers while the current one is multiplied.
 template <class T>
 __global__ void __launch_bounds__(kLinThreads)
     router_linear_tiled_kernel(const T* __restrict__ x, std::int64_t ldx, const T* __restrict__ w,
-                               const T* __restrict__ bias, int tokens, int experts, int hidden, Rounding rounding,
-                               float* __restrict__ logits, std::int64_t ldl) {
+                               const T* __restrict__ bias, int tokens, int experts, int hidden, int slice_len,
+                               Rounding rounding, float* __restrict__ logits, std::int64_t ldl,
+                               float* __restrict__ partials) {
   __shared__ float xs[kLinChunk][kLinTile + 1];
   __shared__ float ws[kLinChunk][kLinTile + 1];
+  constexpr int kPer = kLinTile * kLinChunk / kLinThreads;  // elements of x (and of w) per thread and chunk
   const int t0 = blockIdx.y * kLinTile, e0 = blockIdx.x * kLinTile;
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  float acc[4][4] = {};
-  for (int h0 = 0; h0 < hidden; h0 += kLinChunk) {
-    for (int i = threadIdx.x; i < kLinTile * kLinChunk; i += kLinThreads) {
-      const int r = i / kLinChunk, c = i % kLinChunk, h = h0 + c;
+  const int h_begin = blockIdx.z * slice_len;
+  const int h_end = min(hidden, h_begin + slice_len);
+  float xr[kPer], wr[kPer];
+  auto load = [&](int h0) {
+    for (int k = 0; k < kPer; ++k) {
+      const int i = threadIdx.x + k * kLinThreads;
+      const int r = i / kLinChunk, h = h0 + i % kLinChunk;
       const int t = t0 + r, e = e0 + r;
-      xs[c][r] = (t < tokens && h < hidden) ? to_f32(x[std::int64_t(t) * ldx + h]) : 0.0f;
-      ws[c][r] = (e < experts && h < hidden) ? to_f32(w[std::int64_t(e) * hidden + h]) : 0.0f;
+      xr[k] = (t < tokens && h < h_end) ? to_f32(x[std::int64_t(t) * ldx + h]) : 0.0f;
+      wr[k] = (e < experts && h < h_end) ? to_f32(w[std::int64_t(e) * hidden + h]) : 0.0f;
+    }
+  };
+  float acc[4][4] = {};
+  if (h_begin < h_end) load(h_begin);
+  for (int h0 = h_begin; h0 < h_end; h0 += kLinChunk) {
+    for (int k = 0; k < kPer; ++k) {
+      const int i = threadIdx.x + k * kLinThreads;
+      xs[i % kLinChunk][i / kLinChunk] = xr[k];
+      ws[i % kLinChunk][i / kLinChunk] = wr[k];
     }
     __syncthreads();
-    const int n = min(kLinChunk, hidden - h0);
+    if (h0 + kLinChunk < h_end) load(h0 + kLinChunk);
+    const int n = min(kLinChunk, h_end - h0);
     for (int c = 0; c < n; ++c) {
       float a[4], b[4];
       for (int i = 0; i < 4; ++i) a[i] = xs[c][ty + 16 * i], b[i] = ws[c][tx + 16 * i];
@@ -73,9 +110,35 @@ __global__ void __launch_bounds__(kLinThreads)
       const int t = t0 + ty + 16 * i, e = e0 + tx + 16 * j;
       if (t >= tokens || e >= experts) continue;
       float v = acc[i][j];
+      if (partials) {
+        partials[(std::int64_t(blockIdx.z) * tokens + t) * experts + e] = v;
+        continue;
+      }
       if (bias) v += to_f32(bias[e]);
       logits[std::int64_t(t) * ldl + e] = round_as(rounding, v);
     }
+}
+
+// logits[t, e] = round(partials[0][t][e] + ... + partials[slices - 1][t][e] + bias[e]), in that order.
+template <class T>
+__global__ void router_linear_sum_kernel(const float* __restrict__ partials, int slices, const T* __restrict__ bias,
+                                         int tokens, int experts, Rounding rounding, float* __restrict__ logits,
+                                         std::int64_t ldl) {
+  const std::int64_t n = std::int64_t(tokens) * experts;
+  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) {
+    float v = partials[i];
+    for (int z = 1; z < slices; ++z) v += partials[std::int64_t(z) * n + i];
+    const int e = int(i % experts);
+    if (bias) v += to_f32(bias[e]);
+    logits[(i / experts) * ldl + e] = round_as(rounding, v);
+  }
+}
+
+// fp32 scratch the router linear needs beyond the logits (0 when one slice does).
+inline std::int64_t router_linear_scratch_floats(int tokens, int experts, int hidden, int sm_count) {
+  if (tokens <= 16) return 0;  // the warp kernel
+  const int s = router_linear_slices(tokens, experts, hidden, sm_count);
+  return s > 1 ? std::int64_t(s) * tokens * experts : 0;
 }
 
 // One warp per output, for few tokens: lanes take h = lane, lane + 32, ... and the 32 partial sums
@@ -99,22 +162,34 @@ __global__ void router_linear_warp_kernel(const T* __restrict__ x, std::int64_t 
   }
 }
 
+// `partials`: router_linear_scratch_floats(...) floats of device memory (may be null when that is 0).
 template <class T>
 cudaError_t launch_router_linear(const T* x, std::int64_t ldx, const T* w, const T* bias, int tokens, int experts,
-                                 int hidden, Rounding rounding, float* logits, std::int64_t ldl, cudaStream_t stream) {
+                                 int hidden, Rounding rounding, float* logits, std::int64_t ldl, int sm_count,
+                                 float* partials, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   // Below ~16 tokens the tiles would be mostly empty and walk H serially; a warp per output
   // splits H instead. (The two sum in different orders: a token's logits depend on which path
-  // its call took, never on anything else.)
+  // its call took and on the device's SM count, never on anything else.)
   if (tokens <= 16) {
     constexpr int warps = 8;
     const std::int64_t outs = std::int64_t(tokens) * experts;
     router_linear_warp_kernel<T><<<unsigned((outs + warps - 1) / warps), warps * 32, 0, stream>>>(
         x, ldx, w, bias, tokens, experts, hidden, rounding, logits, ldl);
-  } else {
-    const dim3 grid((experts + kLinTile - 1) / kLinTile, (tokens + kLinTile - 1) / kLinTile);
-    router_linear_tiled_kernel<T><<<grid, kLinThreads, 0, stream>>>(x, ldx, w, bias, tokens, experts, hidden,
-                                                                     rounding, logits, ldl);
+    return cudaGetLastError();
+  }
+  const int slices = router_linear_slices(tokens, experts, hidden, sm_count);
+  if (slices > 1 && partials == nullptr) return cudaErrorInvalidValue;
+  const int slice_len = router_linear_slice_len(hidden, slices);
+  const dim3 grid((experts + kLinTile - 1) / kLinTile, (tokens + kLinTile - 1) / kLinTile, slices);
+  router_linear_tiled_kernel<T><<<grid, kLinThreads, 0, stream>>>(x, ldx, w, bias, tokens, experts, hidden, slice_len,
+                                                                   rounding, logits, ldl, slices > 1 ? partials : nullptr);
+  if (slices > 1) {
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+    const std::int64_t n = std::int64_t(tokens) * experts;
+    const unsigned blocks = unsigned(std::min<std::int64_t>((n + 255) / 256, 4LL * sm_count));
+    router_linear_sum_kernel<T><<<blocks, 256, 0, stream>>>(partials, slices, bias, tokens, experts, rounding, logits,
+                                                           ldl);
   }
   return cudaGetLastError();
 }
