@@ -150,6 +150,10 @@ std::vector<TuneCandidate> tune_candidates(const ExpertsCall& call) {
   for (TuneCandidate& c : all) {
     // The fp32 FMA kernel has one tile height: only bm=auto means something there.
     if (!tensor_cores && c.plan.rfind("grouped bm=", 0) == 0 && c.plan != "grouped bm=auto") continue;
+    // A gemv plan that may need a second pass over an expert's weights wins on the tuner's even
+    // routing and loses on a real router's skewed one (see cuda::gemv_tokens_per_pass).
+    if (c.plan.rfind("gemv", 0) == 0 && cuda::parse_fused_plan(c.plan).nt < cuda::gemv_tokens_per_pass(p.tokens))
+      continue;
     if (cuda::fits(call, p, c).ok) out.push_back(std::move(c));
   }
   return out;

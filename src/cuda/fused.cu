@@ -240,6 +240,15 @@ Support fused_gemv_fits(const ExpertsCall& call, const ExpertsProblem& p) {
   return Support::yes();
 }
 
+// A CTA of the gemv path takes its expert's tokens 8 x nt at a time and streams its weight rows
+// again for every further pass, so an expert with more tokens than one pass holds costs another
+// read of its weights. The mean rows per expert says nothing of that: real routers (and the
+// block's, on random weights) send one expert many more tokens than the mean. With T <= 8 x nt no
+// expert can need a second pass (a token picks an expert at most once). Measured (H100, solar,
+// block routing, docs/perf-notes.md): T = 16 nt=1 1.26 ms, nt=2 0.98 ms; T = 64 nt=1 2.02 ms,
+// nt=2 1.50 ms, nt=4 1.64 ms; on even routing nt=2 costs 3% at T = 16 and nothing at T = 64.
+int gemv_tokens_per_pass(std::int64_t tokens) { return tokens <= 8 ? 1 : 2; }
+
 FusedPlan default_fused_plan(const ExpertsCall& call, const ExpertsProblem& p) {
   FusedPlan plan;
   if (const char* env = std::getenv("MOEKIT_FUSED_PLAN"); env && *env) {  // tuning knob (docs/cuda.md)
@@ -253,11 +262,8 @@ FusedPlan default_fused_plan(const ExpertsCall& call, const ExpertsProblem& p) {
   const double m = rows_per_hit_expert(p);
   if (fused_gemv_fits(call, p).ok && m <= 6.0) {
     plan.path = FusedPlan::Path::gemv;
-    plan.nt = 1;
+    plan.nt = gemv_tokens_per_pass(p.tokens);
     plan.rg = 1;
-    // One launch instead of three (docs/perf-notes.md v6); opt-in until it is measured on a GPU.
-    if (const char* one = std::getenv("MOEKIT_FUSED_ONE_KERNEL"); one && std::string(one) == "1")
-      plan.one_kernel = true;
   }
   return plan;
 }

@@ -36,8 +36,10 @@ FusedPlan parse_fused_plan(const std::string& text);
 Support fused_gemv_fits(const ExpertsCall& call, const ExpertsProblem& p);
 
 // The plan `fused` runs without a table: gemv while the call streams weights (few rows per hit
-// expert), grouped beyond. MOEKIT_FUSED_ONE_KERNEL=1 makes its gemv plans one-kernel (gemv1k).
+// expert; tokens per pass from gemv_tokens_per_pass), grouped beyond.
 FusedPlan default_fused_plan(const ExpertsCall& call, const ExpertsProblem& p);
+// The gemv plans' nt for T tokens: one pass for every expert up to T = 8 x nt, whatever the routing.
+int gemv_tokens_per_pass(std::int64_t tokens);
 
 // The registered backend: the default plan per call.
 std::unique_ptr<Backend> make_fused_backend();

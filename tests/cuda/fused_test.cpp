@@ -250,22 +250,24 @@ TEST(FusedGemv1k, GraphReplaysMatchDirectRun) {
   cudaFree(ws);
 }
 
-// MOEKIT_FUSED_ONE_KERNEL=1 turns the default gemv plan into its one-kernel form, nothing else.
-TEST(FusedGemv1k, EnvironmentSwitchSelectsIt) {
+// The default gemv plan holds every token of an expert in one pass up to T = 16, whatever the
+// routing (a skewed routing with nt=1 streamed an expert's weights twice).
+TEST(FusedDefaultPlan, OnePassForSmallBatches) {
   MOEKIT_SKIP_WITHOUT_GPU();
-  InputSpec s;
-  s.dims = {2, 256, 64, 8, 2};
-  const ExpertsInputs in = make_random_inputs(s, 3);
-  cuda_test::DeviceInputs dev(in);
-  const char* old = std::getenv("MOEKIT_FUSED_ONE_KERNEL");
-  const std::string saved = old ? old : "";
-  const ExpertsProblem p = validate(dev.call());
-  setenv("MOEKIT_FUSED_ONE_KERNEL", "1", 1);
-  EXPECT_EQ(cuda::default_fused_plan(dev.call(), p).describe(), "gemv1k nt=1 rg=1");
-  setenv("MOEKIT_FUSED_ONE_KERNEL", "0", 1);
-  EXPECT_EQ(cuda::default_fused_plan(dev.call(), p).describe(), "gemv nt=1 rg=1");
-  if (old) setenv("MOEKIT_FUSED_ONE_KERNEL", saved.c_str(), 1);
-  else unsetenv("MOEKIT_FUSED_ONE_KERNEL");
+  for (const std::int64_t T : {1, 8, 9, 16, 40}) {
+    InputSpec s;
+    s.dims = {T, 256, 64, 8, 2};
+    const ExpertsInputs in = make_random_inputs(s, 3);
+    cuda_test::DeviceInputs dev(in);
+    const ExpertsProblem p = validate(dev.call());
+    const cuda::FusedPlan plan = cuda::default_fused_plan(dev.call(), p);
+    if (plan.path != cuda::FusedPlan::Path::gemv) continue;  // too many rows per expert for gemv
+    EXPECT_GE(8 * plan.nt, std::min<std::int64_t>(T, 16)) << "T=" << T << ": " << plan.describe();
+  }
+  EXPECT_EQ(cuda::gemv_tokens_per_pass(1), 1);
+  EXPECT_EQ(cuda::gemv_tokens_per_pass(8), 1);
+  EXPECT_EQ(cuda::gemv_tokens_per_pass(9), 2);
+  EXPECT_EQ(cuda::gemv_tokens_per_pass(16), 2);
 }
 
 // Every plan the tuner may write parses back to itself.
