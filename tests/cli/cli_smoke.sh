@@ -85,6 +85,10 @@ if "$moekit" check --device cuda >/dev/null 2>"$err"; then
   echo "FAIL: check --device cuda passed in a build or machine without CUDA backends"; failed=$((failed + 1))
 else
   passed=$((passed + 1))
+  # ... and tune says why in one line instead of a raw CUDA error, writing no table.
+  table=$(mktemp -u)
+  expect_usage_error "tune without a GPU" "cannot run here" -- tune --preset solar-open-100b --out "$table"
+  [ -e "$table" ] && { echo "FAIL: tune without a GPU wrote $table"; failed=$((failed + 1)); rm -f "$table"; }
 fi
 
 echo "cli_smoke: $passed passed, $failed failed"

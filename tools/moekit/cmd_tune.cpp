@@ -9,6 +9,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "moekit/backend.hpp"
 #include "moekit/presets.hpp"
 #include "moekit/tune.hpp"
 #include "table.hpp"
@@ -83,6 +84,8 @@ int run_tune(const TuneOptions& o) {
   s.dtype = *dtype;
   const std::vector<std::int64_t> tokens = parse_positive_list("--tokens", o.tokens);
 
+  if (const moekit::Support gpu = moekit::default_registry().get("auto", moekit::DeviceType::cuda).available(); !gpu.ok)
+    usage("moekit tune measures the CUDA backends, which cannot run here: " + gpu.reason);
   moekit::TuneTable table;
   if (std::filesystem::exists(o.out)) table = moekit::read_tune_table(o.out);
   const std::string device = moekit::cuda_device_name(0);
