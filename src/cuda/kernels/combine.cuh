@@ -24,10 +24,20 @@ __global__ void __launch_bounds__(256)
     weight[threadIdx.x] = to_f32(w[t * w_stride + threadIdx.x]);
   }
   __syncthreads();
+  // Up to 8 rows of y are loaded before the first is used (one load per step put the K round
+  // trips to L2 back to back); the sum keeps its k order.
+  constexpr int kBatch = 8;
   for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < H; c += gridDim.y * blockDim.x) {
     float s = 0.0f;
-    for (int k = 0; k < K; ++k)
-      if (pos[k] >= 0) s = fmaf(weight[k], y[std::int64_t(pos[k]) * H + c], s);
+    for (int k0 = 0; k0 < K; k0 += kBatch) {
+      float v[kBatch];
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j)
+        v[j] = (k0 + j < K && pos[k0 + j] >= 0) ? y[std::int64_t(pos[k0 + j]) * H + c] : 0.0f;
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j)
+        if (k0 + j < K && pos[k0 + j] >= 0) s = fmaf(weight[k0 + j], v[j], s);
+    }
     out[t * out_stride + c] = from_f32<T>(s);
   }
 }

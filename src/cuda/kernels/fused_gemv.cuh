@@ -389,15 +389,28 @@ cudaError_t launch_fused_gemv(const GemvParams& p, cudaStream_t stream) {
 // must not leak in). The one arithmetic of both combines, so their outputs are bitwise equal.
 template <class Valid, class Weight, class Load>
 __device__ __forceinline__ float4 combine_quad(int K, Valid valid, Weight weight, Load load) {
+  // Up to 8 rows of y are loaded before the first is used: with one load per step the K round
+  // trips to L2 ran back to back (ncu: 6.9 us for one token's combine at K = 8). The sums keep
+  // their k order.
+  constexpr int kBatch = 8;
   float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
-  for (int k = 0; k < K; ++k) {
-    if (!valid(k)) continue;
-    const float4 v = load(k);
-    const float wk = weight(k);
-    s.x = fmaf(wk, v.x, s.x);
-    s.y = fmaf(wk, v.y, s.y);
-    s.z = fmaf(wk, v.z, s.z);
-    s.w = fmaf(wk, v.w, s.w);
+  for (int k0 = 0; k0 < K; k0 += kBatch) {
+    float4 v[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      v[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (k0 + j < K && valid(k0 + j)) v[j] = load(k0 + j);
+    }
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int k = k0 + j;
+      if (k >= K || !valid(k)) continue;
+      const float wk = weight(k);
+      s.x = fmaf(wk, v[j].x, s.x);
+      s.y = fmaf(wk, v[j].y, s.y);
+      s.z = fmaf(wk, v[j].z, s.z);
+      s.w = fmaf(wk, v[j].w, s.w);
+    }
   }
   return s;
 }
