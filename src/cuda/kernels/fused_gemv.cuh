@@ -333,16 +333,9 @@ __device__ __forceinline__ void gemv_unit(const GemvParams& p, int e, int blk, c
   }
 }
 
-// CTAs per SM the compiler must fit: 10 for nt=1 rg=1 (48 registers instead of 56), so that decode's
-// 1280 GEMV1 CTAs of a Solar-Open step (8 experts x 160 row groups) run as one wave of 1320 slots
-// instead of 1188 + a tail of 92 CTAs streaming alone (ncu: 1.08 waves, 72% of DRAM peak against
-// 89% at T = 16).
-template <int NT, int RG>
-inline constexpr int kGemvMinBlocks = (NT == 1 && RG == 1) ? 10 : 1;
-
 // Grid: x = blocks of RG 16-row groups of one expert's weights, y = hit-expert slot (min(E, T*K)).
 template <class T, class Id, int NT, int RG>
-__global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks<NT, RG>) fused_gemv_kernel(const GemvParams p) {
+__device__ __forceinline__ void fused_gemv_body(const GemvParams& p) {
   __shared__ int expert_of[kGemvMaxPairs];
   __shared__ int list[kGemvMaxPairs];
   __shared__ unsigned char hit[kMaxExperts];
@@ -366,6 +359,21 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks<NT, RG>) fused_ge
   gemv_unit<T, NT, RG, ARows::read_only>(p, e, int(blockIdx.x), list, M, red);
 }
 
+template <class T, class Id, int NT, int RG>
+__global__ void __launch_bounds__(kGemvThreads) fused_gemv_kernel(const GemvParams p) {
+  fused_gemv_body<T, Id, NT, RG>(p);
+}
+
+// nt=1 rg=1 held to 10 CTAs per SM (48 registers instead of 56), so that decode's 1280 GEMV1 CTAs
+// of a Solar-Open step (8 experts x 160 row groups) run as one wave of 1320 slots instead of 1188
+// and a tail of 92 CTAs streaming alone (ncu: 1.08 waves at 72% of DRAM peak, against 89% at
+// T = 16). The other instances keep the plain bound: naming a minimum of 1 CTA lets ptxas take
+// far more registers (nt=2 rg=1: 72 -> 128) and lose occupancy.
+template <class T, class Id>
+__global__ void __launch_bounds__(kGemvThreads, 10) fused_gemv_kernel_10(const GemvParams p) {
+  fused_gemv_body<T, Id, 1, 1>(p);
+}
+
 // 16-row groups of one expert's weights that the launch covers.
 __host__ __device__ inline int gemv_groups(const GemvParams& p) {
   if (p.epilogue == Epilogue::gate_concatenated || p.epilogue == Epilogue::gate_interleaved)
@@ -380,7 +388,9 @@ cudaError_t launch_fused_gemv(const GemvParams& p, cudaStream_t stream) {
   if (N > kGemvMaxPairs || p.experts > kMaxExperts || p.kdim % 8 != 0) return cudaErrorInvalidValue;
   const int slots = N < p.experts ? N : p.experts;
   const int blocks = (gemv_groups(p) + RG - 1) / RG;
-  fused_gemv_kernel<T, Id, NT, RG><<<dim3(unsigned(blocks), unsigned(slots)), kGemvThreads, 0, stream>>>(p);
+  const dim3 grid{unsigned(blocks), unsigned(slots)};
+  if constexpr (NT == 1 && RG == 1) fused_gemv_kernel_10<T, Id><<<grid, kGemvThreads, 0, stream>>>(p);
+  else fused_gemv_kernel<T, Id, NT, RG><<<grid, kGemvThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
 
