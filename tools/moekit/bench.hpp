@@ -41,6 +41,8 @@ struct BenchShape {
 
 // The experts call of a preset (name, sizes, router, layout); dtype and the block fields untouched.
 BenchShape experts_shape_of(const moekit::Preset& preset);
+// H, I, E, K, router, layout and bias from a model description.
+void take_expert_dims(BenchShape& shape, const moekit::ModelConfig& config);
 
 // CUDA graphs: off times each call as issued on the stream; on captures one call per (backend, T)
 // and times replays of it; both gives a row of each.

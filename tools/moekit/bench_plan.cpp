@@ -48,17 +48,21 @@ constexpr u64 kHostUploadChunkBytes = u64(256) << 20;
 
 const char* scope_name(Scope scope) { return scope == Scope::block ? "block" : "experts"; }
 
+void take_expert_dims(BenchShape& s, const moekit::ModelConfig& c) {
+  s.hidden = c.hidden_size;
+  s.intermediate = c.moe_intermediate_size;
+  s.experts = c.num_experts;
+  s.top_k = c.num_experts_per_tok;
+  s.router = c.router;
+  s.options = c.experts;
+  s.bias = c.has_bias;
+}
+
 BenchShape experts_shape_of(const moekit::Preset& p) {
   BenchShape s;
   s.name = std::string(p.name);
   s.model = std::string(p.model);
-  s.hidden = p.hidden;
-  s.intermediate = p.intermediate;
-  s.experts = p.experts;
-  s.top_k = p.top_k;
-  s.router = p.router;
-  s.options = p.options;
-  s.bias = p.bias;
+  take_expert_dims(s, p.config);  // the preset's fields are read from its config
   return s;
 }
 

@@ -83,13 +83,7 @@ BenchShape model_shape(const BenchOptions& o) {
   s.model_dir = o.model;
   s.name = c.model_type + " layer " + std::to_string(s.first_layer);
   s.model = o.model;
-  s.hidden = c.hidden_size;
-  s.intermediate = c.moe_intermediate_size;
-  s.experts = c.num_experts;
-  s.top_k = c.num_experts_per_tok;
-  s.router = c.router;
-  s.options = c.experts;
-  s.bias = c.has_bias;
+  take_expert_dims(s, c);
   if (const std::int64_t Is = c.shared_intermediate(); Is > 0)
     s.shared = "shared expert " + std::to_string(Is) + (c.shared_expert_gate ? ", sigmoid-gated" : "");
   const auto checkpoint = moekit::safetensors::Checkpoint::open(o.model);
