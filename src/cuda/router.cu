@@ -34,12 +34,16 @@ cudaError_t linear_as(const TensorView& x, const TensorView& w, const TensorView
                                           sms, scratch, stream);
 }
 
+void require_32bit(std::int64_t tokens, std::int64_t experts, std::int64_t hidden) {
+  constexpr std::int64_t kLimit = std::int64_t(1) << 31;
+  if (tokens >= kLimit || experts >= kLimit || hidden >= kLimit) invalid("sizes exceed 32-bit indices");
+}
+
 }  // namespace
 
 std::size_t router_logits_scratch_bytes(std::int64_t tokens, std::int64_t experts, std::int64_t hidden, int device) {
   if (tokens <= 0 || experts <= 0 || hidden <= 0) return 0;
-  if (tokens >= (std::int64_t(1) << 31) || experts >= (std::int64_t(1) << 31) || hidden >= (std::int64_t(1) << 31))
-    invalid("sizes exceed 32-bit indices");
+  require_32bit(tokens, experts, hidden);
   return std::size_t(kernels::router_linear_scratch_floats(int(tokens), int(experts), int(hidden), sm_count(device))) *
          sizeof(float);
 }
@@ -53,8 +57,7 @@ void router_logits(const TensorView& x, const TensorView& w, const TensorView& b
     invalid("x, the router weight and its bias must share one dtype, the bias [E]");
   if (x.device.type != DeviceType::cuda || w.device != x.device || (b.defined() && b.device != x.device))
     invalid("x, the router weight and its bias must be on one CUDA device");
-  if (x.shape[0] >= (std::int64_t(1) << 31) || w.shape[0] >= (std::int64_t(1) << 31) || w.shape[1] >= (std::int64_t(1) << 31))
-    invalid("sizes exceed 32-bit indices");
+  require_32bit(x.shape[0], w.shape[0], w.shape[1]);
   const int sms = sm_count(x.device.index);
   if (scratch == nullptr &&
       kernels::router_linear_scratch_floats(int(x.shape[0]), int(w.shape[0]), int(w.shape[1]), sms) > 0)
