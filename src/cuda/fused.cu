@@ -23,55 +23,20 @@ double rows_per_hit_expert(const ExpertsProblem& p) {
   return std::max(1.0, n / double(std::min<std::int64_t>(p.experts, p.tokens * p.top_k)));
 }
 
-template <class T, class Id, int NT, int RG>
-cudaError_t gemv_as(const kernels::GemvParams& g, cudaStream_t s) {
-  return kernels::launch_fused_gemv<T, Id, NT, RG>(g, s);
-}
-
-template <class T, class Id>
-cudaError_t gemv_dispatch(const kernels::GemvParams& g, int nt, int rg, cudaStream_t s) {
-  if (rg == 1) {
+// Calls f(nt, rg) with both as compile-time constants (std::integral_constant), for the
+// instantiated gemv shapes: nt in {1, 2, 4}, rg in {1, 2}.
+template <class F>
+cudaError_t with_gemv_shape(int nt, int rg, F&& f) {
+  auto by_nt = [&](auto rg_c) -> cudaError_t {
     switch (nt) {
-      case 1: return gemv_as<T, Id, 1, 1>(g, s);
-      case 2: return gemv_as<T, Id, 2, 1>(g, s);
-      case 4: return gemv_as<T, Id, 4, 1>(g, s);
-      default: break;
+      case 1: return f(std::integral_constant<int, 1>{}, rg_c);
+      case 2: return f(std::integral_constant<int, 2>{}, rg_c);
+      case 4: return f(std::integral_constant<int, 4>{}, rg_c);
+      default: return cudaErrorInvalidValue;
     }
-  } else if (rg == 2) {
-    switch (nt) {
-      case 1: return gemv_as<T, Id, 1, 2>(g, s);
-      case 2: return gemv_as<T, Id, 2, 2>(g, s);
-      case 4: return gemv_as<T, Id, 4, 2>(g, s);
-      default: break;
-    }
-  }
-  return cudaErrorInvalidValue;
-}
-
-template <class T, int NT, int RG>
-cudaError_t gemv1k_as(const kernels::Gemv1kParams& g, int device, int* counters, std::size_t counter_ints,
-                      cudaStream_t s) {
-  return kernels::launch_fused_gemv1k<T, NT, RG>(g, device, counters, counter_ints, s);
-}
-
-template <class T>
-cudaError_t gemv1k_dispatch(const kernels::Gemv1kParams& g, int nt, int rg, int device, int* counters,
-                            std::size_t counter_ints, cudaStream_t s) {
-  if (rg == 1) {
-    switch (nt) {
-      case 1: return gemv1k_as<T, 1, 1>(g, device, counters, counter_ints, s);
-      case 2: return gemv1k_as<T, 2, 1>(g, device, counters, counter_ints, s);
-      case 4: return gemv1k_as<T, 4, 1>(g, device, counters, counter_ints, s);
-      default: break;
-    }
-  } else if (rg == 2) {
-    switch (nt) {
-      case 1: return gemv1k_as<T, 1, 2>(g, device, counters, counter_ints, s);
-      case 2: return gemv1k_as<T, 2, 2>(g, device, counters, counter_ints, s);
-      case 4: return gemv1k_as<T, 4, 2>(g, device, counters, counter_ints, s);
-      default: break;
-    }
-  }
+  };
+  if (rg == 1) return by_nt(std::integral_constant<int, 1>{});
+  if (rg == 2) return by_nt(std::integral_constant<int, 2>{});
   return cudaErrorInvalidValue;
 }
 
@@ -151,12 +116,21 @@ void run_gemv(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan&
     k.weights_f32 = p.routing_dtype == DType::f32;
     k.out = call.output.data;
     k.out_stride = call.output.strides[0];
-    check(gemv1k_dispatch<T>(k, plan.nt, plan.rg, p.device.index, ws.counters, ws.counter_ints, stream),
+    check(with_gemv_shape(plan.nt, plan.rg,
+                          [&](auto nt, auto rg) {
+                            return kernels::launch_fused_gemv1k<T, nt(), rg()>(k, p.device.index, ws.counters,
+                                                                                ws.counter_ints, stream);
+                          }),
           "fused (cuda): one-kernel gemv");
     return;
   }
-  check(gemv_dispatch<T, Id>(g1, plan.nt, plan.rg, stream), "fused (cuda): gate_up gemv");
-  check(gemv_dispatch<T, Id>(g2, plan.nt, plan.rg, stream), "fused (cuda): down gemv");
+  const auto gemv = [&](const kernels::GemvParams& g) {
+    return with_gemv_shape(plan.nt, plan.rg, [&](auto nt, auto rg) {
+      return kernels::launch_fused_gemv<T, Id, nt(), rg()>(g, stream);
+    });
+  };
+  check(gemv(g1), "fused (cuda): gate_up gemv");
+  check(gemv(g2), "fused (cuda): down gemv");
   check(combine_dispatch<T, Id>(call, p, ws.y, stream), "fused (cuda): combine");
 }
 
