@@ -72,8 +72,10 @@ class Eager final : public CudaBackend {
       offsets[e] = row;
       cursor[std::size_t(e)] = row;
       tile_begin[std::size_t(e)] = ntiles;
-      for (int r = 0; r < count[std::size_t(e)]; r += plan.bm)
-        tiles[ntiles++] = kernels::Tile{int(e), row + r, std::min(plan.bm, count[std::size_t(e)] - r), 0};
+      const int nt = (count[std::size_t(e)] + plan.bm - 1) / plan.bm;
+      for (int j = 0; j < nt; ++j)
+        tiles[ntiles++] = kernels::Tile{int(e), row + j * plan.bm, std::min(plan.bm, count[std::size_t(e)] - j * plan.bm),
+                                        kernels::raster_group_word(j, nt)};
       row += count[std::size_t(e)];
     }
     offsets[E] = row;

@@ -30,9 +30,11 @@ std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign;
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
-// Rows per tile for the tensor-core path from the mean rows per expert, T*K/E (sizes only).
-// Weight slices are streamed once per tile; a tile a bit taller than the mean keeps most experts
-// to one tile, and taller tiles re-use each loaded weight slice for more rows.
+// Rows per tile for the tensor-core path from the mean rows per expert, T*K/E (sizes only): the
+// smallest tile that holds the mean. Taller tiles re-use each loaded weight slice for more rows
+// but waste more MMA rows on each expert's last tile; an expert's second tile reads the slices
+// its first just read, from L2 (its tiles are in one raster group). Tiles 1.25x the mean lost
+// to this at qwen3-30b T = 512 (64 rows: 0.545 ms, 32 rows: 0.516; docs/perf-notes.md v8).
 int tc_tile_rows(const ExpertsProblem& p) {
   if (const char* env = std::getenv("MOEKIT_CUDA_TILE_M")) {  // tuning knob, see docs/perf-notes.md
     const int bm = std::atoi(env);
@@ -42,7 +44,7 @@ int tc_tile_rows(const ExpertsProblem& p) {
   }
   const double mean = double(p.tokens) * double(p.top_k) / double(p.experts);
   for (int bm : {16, 32, 64})
-    if (1.25 * mean <= bm) return bm;
+    if (mean <= bm) return bm;
   return 128;
 }
 
@@ -153,6 +155,8 @@ void launch_expert_gemms(const ExpertsCall& call, const ExpertsProblem& p, const
   g1.b = call.gate_up_proj.data;
   g1.b_expert_stride = R * H;
   g1.ldb = o.transposed ? R : H;
+  g1.experts = int(p.experts);
+  g1.mean_rows = int(p.tokens * p.top_k / p.experts);
   g1.n_weights = int(R);
   g1.kdim = int(H);
   g1.inter = int(I);
@@ -176,6 +180,8 @@ void launch_expert_gemms(const ExpertsCall& call, const ExpertsProblem& p, const
   g2.b = call.down_proj.data;
   g2.b_expert_stride = H * I;
   g2.ldb = o.transposed ? H : I;
+  g2.experts = int(p.experts);
+  g2.mean_rows = g1.mean_rows;
   g2.n_weights = int(H);
   g2.kdim = int(I);
   g2.inter = int(I);

@@ -6,13 +6,46 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <type_traits>
 
 #include "gemm_simt.cuh"
 #include "gemm_tc.cuh"
 #include "gemm_wgmma.cuh"
+#include "gemm_wgmma_tma.cuh"
 
 namespace moekit::cuda::kernels {
+
+// Which wgmma kernel runs the GEMM on the current device: 0 = none (compute capability other than
+// 9.0, where the sm_90a cubin does not load, or MOEKIT_CUDA_WGMMA=0), else the variant 1..5.
+// Default (measured, docs/perf-notes.md v8): variant 3, except variant 5 for the down GEMM once
+// experts average kTmaDownRows rows (4 tiles; at solar T = 8192 its GEMM2 took 1.43 ms against
+// variant 3's 1.66, at T = 2048, 128 rows each, 0.79 against 0.64). MOEKIT_CUDA_WGMMA=N picks N
+// for both GEMMs: an A/B knob for the benchmark, read on every call like MOEKIT_CUDA_TILE_M.
+inline constexpr int kTmaDownRows = 512;
+inline int wgmma_variant(const GroupedGemmParams& p) {
+  int variant = p.epilogue == Epilogue::down && p.mean_rows >= kTmaDownRows ? 5 : 3;
+  if (const char* env = std::getenv("MOEKIT_CUDA_WGMMA"); env && env[0] >= '0' && env[0] <= '5' && env[1] == 0)
+    variant = env[0] - '0';
+  if (variant == 0) return 0;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
+  if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return 0;
+  return major == 9 && minor == 0 ? variant : 0;
+}
+
+template <class T>
+cudaError_t launch_grouped_gemm_wgmma(const GroupedGemmParams& p, int variant, int tile_slots, cudaStream_t stream) {
+  switch (variant) {
+    case 1: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV1>(p, tile_slots, stream);
+    case 2: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV2>(p, tile_slots, stream);
+    case 3: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV3>(p, tile_slots, stream);
+    case 4: return launch_grouped_gemm_wgmma_persistent<T, WgmmaV4>(p, tile_slots, stream);
+    case 5: return launch_grouped_gemm_wgmma_tma<T, WgmmaV5>(p, tile_slots, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
 
 //                       BM   BN  BK  warps  stages  CTAs/SM
 using TcConfig16 = TcConfig<16, 128, 64, 1, 4, 4, 3>;
@@ -37,7 +70,7 @@ cudaError_t launch_grouped_gemm(const GroupedGemmParams& p, bool kn, bool tensor
         case 128:
           if (kn) return launch_grouped_gemm_tc<T, TcConfig128, true>(p, slots, stream);
           // Hopper (9.0): wgmma (variant: wgmma_variant()); elsewhere the mma.sync kernel.
-          if (const int v = wgmma_variant(); v != 0) return launch_grouped_gemm_wgmma<T>(p, v, slots, stream);
+          if (const int v = wgmma_variant(p); v != 0) return launch_grouped_gemm_wgmma<T>(p, v, slots, stream);
           return launch_grouped_gemm_tc<T, TcConfig128, false>(p, slots, stream);
         default: return cudaErrorInvalidValue;
       }

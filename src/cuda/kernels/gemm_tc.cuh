@@ -46,15 +46,18 @@ struct GroupedGemmParams {
   const void* b = nullptr;
   std::int64_t b_expert_stride = 0;
   std::int64_t ldb = 0;
+  int experts = 0;    // E: the extent of b's expert dimension (variant 5's tensor map)
+  int mean_rows = 0;  // T * K / E, rounded down: rows per expert if the routing were even (host-known)
   int n_weights = 0;  // the extent of the weights' N dimension (2I, I or H)
   int kdim = 0;
   int inter = 0;      // I (the gate layouts)
   Epilogue epilogue = Epilogue::down;
-  // Set by the launcher: the 1-D grid walks tile_slots x n_blocks CTAs, see tile_order().
+  // Set by the launcher: the 1-D grid walks tile_slots x n_blocks CTAs, see item_tile().
   int tile_slots = 0;
   int n_blocks = 0;
-  int group_m = 0;  // tiles per raster group (0: kGroupM); batched_mm uses all its tiles, so the
-                    // pairs that share an expert read each weight slice together
+  int group_m = 0;  // 0: the routing's raster groups (tiles sorted by expert); > 0: fixed groups of
+                    // group_m tiles (batched_mm takes all its tiles, in pair order, so the pairs
+                    // that share an expert read each weight slice together)
   const void* bias = nullptr;  // [E, n_weights] or null
   void* out = nullptr;
   std::int64_t ldo = 0;
@@ -73,19 +76,35 @@ __device__ __forceinline__ bool weight_index(const GroupedGemmParams& p, int n_b
   return w < p.n_weights;
 }
 
-// CTA order: groups of kGroupM tiles, tile index fastest within a group, then the weight slice.
-// The CTAs in flight at once then share a few tiles' rows (A, from L2) and the weight slices of
-// one or two experts (B, read from DRAM once even when an expert has several tiles), instead of
-// sweeping all of A once per weight slice.
-inline constexpr int kGroupM = 8;
-__device__ __forceinline__ void tile_order(const GroupedGemmParams& p, int& m, int& n) {
-  const int linear = blockIdx.x;
-  const int group_m = p.group_m > 0 ? p.group_m : kGroupM;
-  const int per_group = group_m * p.n_blocks;
-  const int group = linear / per_group;
-  const int first = group * group_m;
-  const int width = min(group_m, p.tile_slots - first);
-  const int r = linear - group * per_group;
+// Item w (a CTA of the 1-D grid, or a persistent kernel's work item) -> tile m, weight slice n,
+// over ntiles tiles x n_blocks slices: a group of tiles with the tile fastest, then the weight
+// slice, then the next group. The CTAs in flight at once then share a few tiles' rows (A, from
+// L2) and read each weight slice together (B, from DRAM once even when an expert has several
+// tiles), instead of sweeping all of A once per weight slice. group_m == 0: the routing's groups
+// (Tile::group), which never span two experts; fixed groups of 8 did, and then read the weights of
+// the expert they shared twice (at solar T = 8192 GEMM1 read 1.7x its weights from DRAM).
+// m >= ntiles: past the last item.
+__device__ __forceinline__ void item_tile(const GroupedGemmParams& p, int w, int ntiles, int& m, int& n) {
+  const int nb = p.n_blocks;
+  m = ntiles;
+  n = 0;
+  if (p.group_m > 0) {
+    const int per_group = p.group_m * nb;
+    const int group = w / per_group;
+    const int first = group * p.group_m;
+    const int width = min(p.group_m, ntiles - first);
+    if (width <= 0) return;
+    const int r = w - group * per_group;
+    m = first + r % width;
+    n = r / width;
+    return;
+  }
+  const int t = w / nb;
+  if (t >= ntiles) return;
+  const int g = p.tiles[t].group;
+  const int first = t - (g & 0xffff), width = g >> 16;
+  if (width <= 0) return;
+  const int r = w - first * nb;
   m = first + r % width;
   n = r / width;
 }
@@ -157,9 +176,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_tc
   T* const sA = reinterpret_cast<T*>(smem_raw);
   T* const sB = sA + STAGES * Cfg::A_STAGE;
 
-  int m_index, n_block;
-  tile_order(p, m_index, n_block);
   const int ntiles = p.num_tiles ? *p.num_tiles : p.tile_slots;
+  int m_index, n_block;
+  item_tile(p, int(blockIdx.x), ntiles, m_index, n_block);
   if (m_index >= ntiles) return;
   const Tile tile = p.tiles[m_index];
   if (tile.rows <= 0) return;

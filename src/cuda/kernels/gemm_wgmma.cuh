@@ -215,7 +215,8 @@ __device__ __forceinline__ void wgmma_tile_k16(float (&d)[BN / 2], std::uint64_t
 // (8 chunks of 16 B per row), into 128-byte rows swizzled by chunk ^ (row & 7). Thread `tid` of
 // THREADS copies chunk tid % 8 of rows tid / 8 + j * (THREADS / 8). Rows past the tile and weight
 // rows past N are zero-filled (src-size 0), so every thread issues the same number of copies.
-template <class T, int BM, int BN, int THREADS>
+// kWithB = false: the A rows only (variant 5 fetches the weights with TMA).
+template <class T, int BM, int BN, int THREADS, bool kWithB = true>
 struct WgmmaStageLoader {
   static constexpr int BK = 64, CHUNKS = BK / 8;
   static constexpr int ROWS_PER_PASS = THREADS / CHUNKS;
@@ -246,6 +247,7 @@ struct WgmmaStageLoader {
       const int r = tile.row0 + (ok ? row : 0);
       a_row[j] = (p.a_rows ? p.a_rows[r] : r) / p.a_div;
     }
+    if constexpr (!kWithB) return;
     // Weight row of tile-local index n = row_base + j * ROWS_PER_PASS (weight_index): with the
     // concatenated gate layout n >> 4 grows by ROWS_PER_PASS / 16 per j, so both the gate index
     // and the weight row step by ROWS_PER_PASS / 2; otherwise the row steps by ROWS_PER_PASS.
@@ -271,13 +273,15 @@ struct WgmmaStageLoader {
     const int k0 = kt * BK;
     const bool kin = k0 + kc * 8 < p.kdim;
     const T* const a_k = static_cast<const T*>(p.a) + kc * 8 + k0;
-    const unsigned a_dst = smem_u32(sA) + dst0, b_dst = smem_u32(sB) + dst0;
+    const unsigned a_dst = smem_u32(sA) + dst0;
     constexpr unsigned ROW_STEP = ROWS_PER_PASS * BK * sizeof(T);
 #pragma unroll
     for (int j = 0; j < A_PER_THREAD; ++j) {
       const bool ok = ((a_ok >> j) & 1u) && kin;
       cp_async16(a_dst + j * ROW_STEP, ok ? a_k + std::int64_t(a_row[j]) * p.lda : p.a, ok);
     }
+    if constexpr (!kWithB) return;
+    const unsigned b_dst = smem_u32(sB) + dst0;
 #pragma unroll
     for (int j = 0; j < B_PER_THREAD; ++j) {
       const bool ok = ((b_ok >> j) & 1u) && kin;
@@ -289,7 +293,10 @@ struct WgmmaStageLoader {
 // The epilogue of one warp's 16 rows of a 64-row wgmma accumulator (m64nBNk16 layout:
 // acc[4 j + c] = row g (+8 for c >= 2) of the warp's 16, column 8 j + 2 t4 (+1)). wm0 = the
 // warp's first tile-local row. Same stores as the mma.sync kernel's epilogue (gemm_tc.cuh).
-template <class T, int BN>
+// Concatenated gate: kGateHalves = false pairs column block 2q (gate) with 2q + 1 (up), the
+// loader's interleave by 8 rows; true pairs block q with q + BN / 16 (variant 5's TMA boxes put
+// the slice's BN / 2 gate rows first, then the BN / 2 up rows).
+template <class T, int BN, bool kGateHalves = false>
 __device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, const Tile& tile, int n_block,
                                                  const float (&acc)[BN / 2], int wm0, int lane) {
   const int g = lane >> 2, t4 = lane & 3;
@@ -316,12 +323,14 @@ __device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, con
 #pragma unroll
       for (int q = 0; q < NJ / 2; ++q) {
         const int ii = n_block * (BN / 2) + q * 8 + t4 * 2;
+        constexpr int kUp = kGateHalves ? NJ / 2 : 1;  // column blocks from a gate block to its up block
+        const int jg = kGateHalves ? q : 2 * q;
         if (ii < p.inter) {
           float v[2];
 #pragma unroll
           for (int c = 0; c < 2; ++c)
-            v[c] = gate_value(acc[4 * (2 * q) + 2 * h + c] + bias_at(ii + c),
-                              acc[4 * (2 * q + 1) + 2 * h + c] + bias_at(p.inter + ii + c), p.act);
+            v[c] = gate_value(acc[4 * jg + 2 * h + c] + bias_at(ii + c),
+                              acc[4 * (jg + kUp) + 2 * h + c] + bias_at(p.inter + ii + c), p.act);
           out[ii] = from_f32<T>(v[0]);
           out[ii + 1] = from_f32<T>(v[1]);
         }
@@ -361,9 +370,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wg
   T* const sA = reinterpret_cast<T*>(smem);
   T* const sB = sA + STAGES * Cfg::A_STAGE;
 
-  int m_index, n_block;
-  tile_order(p, m_index, n_block);
   const int ntiles = p.num_tiles ? *p.num_tiles : p.tile_slots;
+  int m_index, n_block;
+  item_tile(p, int(blockIdx.x), ntiles, m_index, n_block);
   if (m_index >= ntiles) return;
   const Tile tile = p.tiles[m_index];
   if (tile.rows <= 0) return;
@@ -443,7 +452,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wg
 //     items, consumer c taking the CTA's items j with j % 2 == c; each computes a whole 128 x 128
 //     tile (two m64n128k16 accumulators, rows [0, 64) and [64, 128); the second is skipped when
 //     the tile has <= 64 rows), then its epilogue, which overlaps the other consumer's main loop.
-// Work items are (tile, weight slice) pairs, item w -> tile_order's raster over the tile count
+// Work items are (tile, weight slice) pairs, item w -> item_tile's raster over the tile count
 // read on the device; CTA b takes items b, b + grid, b + 2 grid, ... (static, deterministic).
 // Every output element is written by one item, so results do not depend on the schedule; with
 // the same instruction (m64n128k16), the same k order and the same shared-memory layout as
@@ -522,18 +531,6 @@ __device__ __forceinline__ void mbar_wait_guarded(unsigned bar, unsigned parity)
   }
 }
 
-// Work item w -> (tile index m, weight slice n): groups of group_m tiles, tile fastest
-// (tile_order's raster, over the device-side tile count). Needs w < ntiles * n_blocks.
-__device__ __forceinline__ void persistent_item(int w, int ntiles, int n_blocks, int group_m, int& m, int& n) {
-  const int per_group = group_m * n_blocks;
-  const int group = w / per_group;
-  const int first = group * group_m;
-  const int width = min(group_m, ntiles - first);
-  const int r = w - group * per_group;
-  m = first + r % width;
-  n = r / width;
-}
-
 // One consumer's main loop over a 128-row tile: kTwo = both 64-row halves (else rows [0, 64) only).
 // k-tile kt of the item is the CTA's k-tile it0 + kt. Signals turn_other once every full[] wait
 // of the item has passed; releases every stage it read, the last after wait_group 0.
@@ -595,7 +592,6 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) grouped_gemm_wgmma_persistent
 
   const int ntiles = p.num_tiles ? *p.num_tiles : p.tile_slots;
   const int total = ntiles * p.n_blocks;
-  const int group_m = p.group_m > 0 ? p.group_m : kGroupM;
   const int ktiles = (p.kdim + BK - 1) / BK;
   // Warp-uniform role (broadcast: a branch the compiler thinks divergent around wgmma serialises it).
   const int role = __shfl_sync(0xffffffffu, tid >> 7, 0);
@@ -607,7 +603,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) grouped_gemm_wgmma_persistent
     unsigned phase = 0;
     for (int w = blockIdx.x; w < total; w += gridDim.x) {
       int m, n_block;
-      persistent_item(w, ntiles, p.n_blocks, group_m, m, n_block);
+      item_tile(p, w, ntiles, m, n_block);
+      if (m >= ntiles) continue;
       const Tile tile = p.tiles[m];
       if (tile.rows <= 0) continue;  // the consumers skip it too
       WgmmaStageLoader<T, BM, BN, 128> loader;
@@ -633,7 +630,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) grouped_gemm_wgmma_persistent
   int j = 0;  // items of this CTA with rows so far, both consumers' (each is ktiles k-tiles)
   for (int w = blockIdx.x; w < total; w += gridDim.x) {
     int m, n_block;
-    persistent_item(w, ntiles, p.n_blocks, group_m, m, n_block);
+    item_tile(p, w, ntiles, m, n_block);
+    if (m >= ntiles) continue;
     const Tile tile = p.tiles[m];
     if (tile.rows <= 0) continue;  // the producer skips it too
     const int item = j++;
@@ -653,23 +651,6 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) grouped_gemm_wgmma_persistent
     if (two) wgmma_store_rows<T, BN>(p, tile, n_block, acc1, 64 + warp_in_wg * 16, lane);
   }
 #endif
-}
-
-// Which wgmma kernel runs on the current device: 0 = none (compute capability other than 9.0,
-// where the sm_90a cubin does not load, or MOEKIT_CUDA_WGMMA=0), else the variant 1..4 (default
-// kWgmmaDefault; MOEKIT_CUDA_WGMMA=N picks another: an A/B knob for the benchmark, read on every
-// call like MOEKIT_CUDA_TILE_M).
-inline constexpr int kWgmmaDefault = 3;  // measured best, docs/perf-notes.md v4
-inline int wgmma_variant() {
-  int variant = kWgmmaDefault;
-  if (const char* env = std::getenv("MOEKIT_CUDA_WGMMA"); env && env[0] >= '0' && env[0] <= '4' && env[1] == 0)
-    variant = env[0] - '0';
-  if (variant == 0) return 0;
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
-  if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return 0;
-  return major == 9 && minor == 0 ? variant : 0;
 }
 
 template <class T, class Cfg>
@@ -706,17 +687,6 @@ cudaError_t launch_grouped_gemm_wgmma_persistent(const GroupedGemmParams& p, int
   if (grid <= 0) return cudaSuccess;
   kernel<<<unsigned(grid), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(q);
   return cudaGetLastError();
-}
-
-template <class T>
-cudaError_t launch_grouped_gemm_wgmma(const GroupedGemmParams& p, int variant, int tile_slots, cudaStream_t stream) {
-  switch (variant) {
-    case 1: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV1>(p, tile_slots, stream);
-    case 2: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV2>(p, tile_slots, stream);
-    case 3: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV3>(p, tile_slots, stream);
-    case 4: return launch_grouped_gemm_wgmma_persistent<T, WgmmaV4>(p, tile_slots, stream);
-    default: return cudaErrorInvalidValue;
-  }
 }
 
 }  // namespace moekit::cuda::kernels

@@ -79,7 +79,8 @@ __global__ void __launch_bounds__(kRoutingThreads)
   if (tid < E) {
     offsets[tid] = ex.x;
     cursor[tid] = ex.x;
-    for (int j = 0; j < nt; ++j) tiles[ex.y + j] = Tile{tid, ex.x + j * bm, min(bm, c - j * bm), 0};
+    for (int j = 0; j < nt; ++j)
+      tiles[ex.y + j] = Tile{tid, ex.x + j * bm, min(bm, c - j * bm), raster_group_word(j, nt)};
   }
   if (tid == 0) {
     offsets[E] = total.x;
@@ -123,7 +124,7 @@ __global__ void batched_routing_kernel(const Id* ids, std::int64_t id_stride, in
   if (p >= T * K) return;
   const int e = pair_expert(ids, id_stride, K, E, p);
   const bool hit = e < E;
-  tiles[p] = Tile{hit ? e : 0, p, hit ? 1 : 0, 0};
+  tiles[p] = Tile{hit ? e : 0, p, hit ? 1 : 0, raster_group_word(0, 1)};  // walked in pair order (group_m)
   inv[p] = hit ? p : -1;
 }
 

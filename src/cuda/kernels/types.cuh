@@ -15,9 +15,21 @@ namespace moekit::cuda::kernels {
 struct alignas(16) Tile {
   int expert;
   int row0;
-  int rows;  // 0: nothing to do (a sentinel pair, or a slot past the last tile)
-  int unused;
+  int rows;   // 0: nothing to do (a sentinel pair, or a slot past the last tile)
+  int group;  // the tile's raster group (sorted tiles): (width << 16) | position, raster_group_word
 };
+
+// The GEMMs walk (tile, weight slice) items group by group (item_tile, gemm_tc.cuh). An expert's
+// nt tiles form ceil(nt / kRasterGroupTiles) groups of consecutive tiles, as equal as they can be;
+// a group never spans two experts. Word of the expert's j-th tile:
+inline constexpr int kRasterGroupTiles = 16;
+__host__ __device__ inline int raster_group_word(int j, int nt) {
+  const int groups = (nt + kRasterGroupTiles - 1) / kRasterGroupTiles;
+  const int width0 = (nt + groups - 1) / groups;
+  const int g = j / width0;
+  const int width = nt - g * width0 < width0 ? nt - g * width0 : width0;
+  return (width << 16) | (j - g * width0);
+}
 
 template <class T> __device__ __forceinline__ float to_f32(T v);
 template <> __device__ __forceinline__ float to_f32<float>(float v) { return v; }
