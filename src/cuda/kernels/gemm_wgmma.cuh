@@ -531,6 +531,18 @@ __device__ __forceinline__ void mbar_wait_guarded(unsigned bar, unsigned parity)
   }
 }
 
+// Work item w of a persistent kernel: its tile and weight slice; false when it has nothing to do
+// (past the device-side tile count, or an empty tile). The producer and the consumers call it
+// with the same w, so they skip the same items and fill and consume the same k-tiles.
+__device__ __forceinline__ bool persistent_work(const GroupedGemmParams& p, int w, int ntiles, Tile& tile,
+                                                int& n_block) {
+  int m;
+  item_tile(p, w, ntiles, m, n_block);
+  if (m >= ntiles) return false;
+  tile = p.tiles[m];
+  return tile.rows > 0;
+}
+
 // One consumer's main loop over a 128-row tile: kTwo = both 64-row halves (else rows [0, 64) only).
 // k-tile kt of the item is the CTA's k-tile it0 + kt. Signals turn_other once every full[] wait
 // of the item has passed; releases every stage it read, the last after wait_group 0.
@@ -602,11 +614,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) grouped_gemm_wgmma_persistent
     int s = 0;
     unsigned phase = 0;
     for (int w = blockIdx.x; w < total; w += gridDim.x) {
-      int m, n_block;
-      item_tile(p, w, ntiles, m, n_block);
-      if (m >= ntiles) continue;
-      const Tile tile = p.tiles[m];
-      if (tile.rows <= 0) continue;  // the consumers skip it too
+      Tile tile;
+      int n_block;
+      if (!persistent_work(p, w, ntiles, tile, n_block)) continue;
       WgmmaStageLoader<T, BM, BN, 128> loader;
       loader.init(p, tile, n_block, tid);
       for (int kt = 0; kt < ktiles; ++kt) {
@@ -629,11 +639,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) grouped_gemm_wgmma_persistent
   float acc0[BN / 2], acc1[BN / 2];
   int j = 0;  // items of this CTA with rows so far, both consumers' (each is ktiles k-tiles)
   for (int w = blockIdx.x; w < total; w += gridDim.x) {
-    int m, n_block;
-    item_tile(p, w, ntiles, m, n_block);
-    if (m >= ntiles) continue;
-    const Tile tile = p.tiles[m];
-    if (tile.rows <= 0) continue;  // the producer skips it too
+    Tile tile;
+    int n_block;
+    if (!persistent_work(p, w, ntiles, tile, n_block)) continue;
     const int item = j++;
     if ((item & 1) != c) continue;
     // Item - 1 is the other consumer's ((item - 1) / 2)-th: wait until its main loop has passed

@@ -161,11 +161,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
     int s = 0;
     unsigned phase = 0;
     for (int w = blockIdx.x; w < total; w += gridDim.x) {
-      int m, n_block;
-      item_tile(p, w, ntiles, m, n_block);
-      if (m >= ntiles) continue;
-      const Tile tile = p.tiles[m];
-      if (tile.rows <= 0) continue;  // the consumers skip it too
+      Tile tile;
+      int n_block;
+      if (!persistent_work(p, w, ntiles, tile, n_block)) continue;
       WgmmaStageLoader<T, BM, BN, 128, false> loader;
       loader.init(p, tile, n_block, tid);
       for (int kt = 0; kt < ktiles; ++kt) {
@@ -199,11 +197,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
   float acc[BN / 2];
   int it0 = 0;  // the CTA's k-tiles before this item
   for (int w = blockIdx.x; w < total; w += gridDim.x) {
-    int m, n_block;
-    item_tile(p, w, ntiles, m, n_block);
-    if (m >= ntiles) continue;
-    const Tile tile = p.tiles[m];
-    if (tile.rows <= 0) continue;  // the producer skips it too
+    Tile tile;
+    int n_block;
+    if (!persistent_work(p, w, ntiles, tile, n_block)) continue;
     const bool active = __shfl_sync(0xffffffffu, c * 64 < tile.rows ? 1 : 0, 0) != 0;
     if (!active) {
       tma_consumer_mainloop<T, Cfg, false>(acc, a_base, b_base, full0, empty0, it0, ktiles, lane0);
