@@ -167,7 +167,7 @@ void launch_expert_gemms(const ExpertsCall& call, const ExpertsProblem& p, const
   g1.out = h;
   g1.ldo = I;
   g1.act = act;
-  g1.group_m = a_rows == nullptr ? slots : 0;  // one tile per pair: all pairs in one raster group
+  g1.pair_order = a_rows == nullptr;  // batched_mm: one tile per pair, in pair order
   check(dispatch_gemm(p.dtype, g1, o.transposed, plan, slots, stream), step(who, "gate_up GEMM").c_str());
 
   kernels::GroupedGemmParams g2;
@@ -190,7 +190,7 @@ void launch_expert_gemms(const ExpertsCall& call, const ExpertsProblem& p, const
   g2.out = y;
   g2.ldo = H;
   g2.act = act;
-  g2.group_m = g1.group_m;
+  g2.pair_order = g1.pair_order;
   check(dispatch_gemm(p.dtype, g2, o.transposed, plan, slots, stream), step(who, "down GEMM").c_str());
 }
 

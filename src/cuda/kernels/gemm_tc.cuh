@@ -55,9 +55,9 @@ struct GroupedGemmParams {
   // Set by the launcher: the 1-D grid walks tile_slots x n_blocks CTAs, see item_tile().
   int tile_slots = 0;
   int n_blocks = 0;
-  int group_m = 0;  // 0: the routing's raster groups (tiles sorted by expert); > 0: fixed groups of
-                    // group_m tiles (batched_mm takes all its tiles, in pair order, so the pairs
-                    // that share an expert read each weight slice together)
+  bool pair_order = false;  // tiles in pair order (batched_mm, one pair per tile): all of them form one
+                            // raster group, so the pairs that share an expert read each weight slice
+                            // together; else the routing's raster groups (tiles sorted by expert)
   const void* bias = nullptr;  // [E, n_weights] or null
   void* out = nullptr;
   std::int64_t ldo = 0;
@@ -80,7 +80,7 @@ __device__ __forceinline__ bool weight_index(const GroupedGemmParams& p, int n_b
 // over ntiles tiles x n_blocks slices: a group of tiles with the tile fastest, then the weight
 // slice, then the next group. The CTAs in flight at once then share a few tiles' rows (A, from
 // L2) and read each weight slice together (B, from DRAM once even when an expert has several
-// tiles), instead of sweeping all of A once per weight slice. group_m == 0: the routing's groups
+// tiles), instead of sweeping all of A once per weight slice. Sorted tiles: the routing's groups
 // (Tile::group), which never span two experts; fixed groups of 8 did, and then read the weights of
 // the expert they shared twice (at solar T = 8192 GEMM1 read 1.7x its weights from DRAM).
 // m >= ntiles: past the last item.
@@ -88,19 +88,13 @@ __device__ __forceinline__ void item_tile(const GroupedGemmParams& p, int w, int
   const int nb = p.n_blocks;
   m = ntiles;
   n = 0;
-  if (p.group_m > 0) {
-    const int per_group = p.group_m * nb;
-    const int group = w / per_group;
-    const int first = group * p.group_m;
-    const int width = min(p.group_m, ntiles - first);
-    if (width <= 0) return;
-    const int r = w - group * per_group;
-    m = first + r % width;
-    n = r / width;
-    return;
-  }
   const int t = w / nb;
   if (t >= ntiles) return;
+  if (p.pair_order) {
+    m = w % ntiles;
+    n = w / ntiles;
+    return;
+  }
   const int g = p.tiles[t].group;
   const int first = t - (g & 0xffff), width = g >> 16;
   if (width <= 0) return;

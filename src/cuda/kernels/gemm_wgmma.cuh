@@ -209,7 +209,17 @@ __device__ __forceinline__ void wgmma_tile_k16(float (&d)[BN / 2], std::uint64_t
   }
 }
 
-// ---- pieces shared by the wgmma kernels (variants 1-3 and the persistent variant 4) ----------
+// One warpgroup's wgmma of a 64-row A slab and BN weight rows, one k-tile of BK, in one commit
+// group (a_s, b_s: the stage's shared addresses, 128B-swizzled K-major rows).
+template <class T, int BN, int BK>
+__device__ __forceinline__ void wgmma_ktile(float (&acc)[BN / 2], unsigned a_s, unsigned b_s) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < BK / 16; ++kk) wgmma_tile_k16<T, BN>(acc, wgmma_desc(a_s + kk * 32), wgmma_desc(b_s + kk * 32));
+  wgmma_commit();
+}
+
+// ---- pieces shared by the wgmma kernels (variants 1-5) ---------------------------------------
 
 // The cp.async loads of one k-tile into a stage: BM gathered A rows and BN weight rows, 64 k each
 // (8 chunks of 16 B per row), into 128-byte rows swizzled by chunk ^ (row & 7). Thread `tid` of
@@ -416,12 +426,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_wg
     if (wg_active) {
       const int s = kt % STAGES;
       const unsigned a_s = a_base + unsigned(s * Cfg::A_STAGE * 2);
-      const unsigned b_s = b_base + unsigned(s * Cfg::B_STAGE * 2);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk)
-        wgmma_tile_k16<T, BN>(acc, wgmma_desc(a_s + kk * 32), wgmma_desc(b_s + kk * 32));
-      wgmma_commit();
+      wgmma_ktile<T, BN, BK>(acc, a_s, b_base + unsigned(s * Cfg::B_STAGE * 2));
       wgmma_wait<1>();  // wgmma(kt - 1) is done: its buffer may be refilled after a barrier
     }
     if constexpr (AHEAD == STAGES - 1) {
@@ -676,24 +681,36 @@ cudaError_t launch_grouped_gemm_wgmma_cfg(const GroupedGemmParams& p, int tile_s
   return cudaGetLastError();
 }
 
-// Variant 4: grid = min(SMs, upper bound of work items); the CTAs loop over the device-side count.
-template <class T, class Cfg>
-cudaError_t launch_grouped_gemm_wgmma_persistent(const GroupedGemmParams& p, int tile_slots, cudaStream_t stream) {
+// The persistent kernels' (variants 4 and 5) launch shape: grid = min(SMs, upper bound of work
+// items), the CTAs loop over the device-side count; q = p with the launcher's fields set. Also
+// grants the kernel its shared memory. grid = 0: nothing to launch.
+template <class Cfg, class Kernel>
+cudaError_t persistent_launch_shape(Kernel kernel, const GroupedGemmParams& p, int tile_slots, GroupedGemmParams& q,
+                                    unsigned& grid) {
+  grid = 0;
   if (tile_slots <= 0) return cudaSuccess;
-  auto kernel = grouped_gemm_wgmma_persistent_kernel<T, Cfg>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES);
   if (err != cudaSuccess) return err;
   int dev = 0, sms = 0;
   if ((err = cudaGetDevice(&dev)) != cudaSuccess) return err;
   if ((err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return err;
-  GroupedGemmParams q = p;
+  q = p;
   q.tile_slots = tile_slots;
   q.n_blocks = tc_grid_n<Cfg>(p);
   const long long items = static_cast<long long>(tile_slots) * q.n_blocks;
   if (items > 0x7fffffffLL) return cudaErrorInvalidConfiguration;  // item indices are int
-  const long long grid = std::min<long long>(items, std::max(sms, 1));
-  if (grid <= 0) return cudaSuccess;
-  kernel<<<unsigned(grid), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(q);
+  grid = unsigned(std::max(0LL, std::min<long long>(items, std::max(sms, 1))));
+  return cudaSuccess;
+}
+
+template <class T, class Cfg>
+cudaError_t launch_grouped_gemm_wgmma_persistent(const GroupedGemmParams& p, int tile_slots, cudaStream_t stream) {
+  auto kernel = grouped_gemm_wgmma_persistent_kernel<T, Cfg>;
+  GroupedGemmParams q;
+  unsigned grid = 0;
+  if (const cudaError_t err = persistent_launch_shape<Cfg>(kernel, p, tile_slots, q, grid); err != cudaSuccess || grid == 0)
+    return err;
+  kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(q);
   return cudaGetLastError();
 }
 

@@ -104,13 +104,7 @@ __device__ __forceinline__ void tma_consumer_mainloop(float (&acc)[Cfg::BN / 2],
     mbar_wait_guarded(full0 + 8 * s, phase);
     if constexpr (kActive) {
       fence_proxy_async();  // the cp.async (generic proxy) A rows, read by wgmma (async proxy)
-      const unsigned a_s = a_base + unsigned(s * Cfg::A_STAGE * 2);
-      const unsigned b_s = b_base + unsigned(s * Cfg::B_STAGE * 2);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk)
-        wgmma_tile_k16<T, BN>(acc, wgmma_desc(a_s + kk * 32), wgmma_desc(b_s + kk * 32));
-      wgmma_commit();
+      wgmma_ktile<T, BN, BK>(acc, a_base + unsigned(s * Cfg::A_STAGE * 2), b_base + unsigned(s * Cfg::B_STAGE * 2));
       wgmma_wait<1>();  // the previous k-tile's group is done: its stage may be refilled
       if (prev >= 0 && lane0) mbar_arrive(empty0 + 8 * prev);
       prev = s;
@@ -263,27 +257,16 @@ cudaError_t encode_weight_map(const GroupedGemmParams& p, CUtensorMap& map) {
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-// grid = min(SMs, upper bound of work items); the CTAs loop over the device-side count.
 template <class T, class Cfg>
 cudaError_t launch_grouped_gemm_wgmma_tma(const GroupedGemmParams& p, int tile_slots, cudaStream_t stream) {
-  if (tile_slots <= 0) return cudaSuccess;
-  CUtensorMap map;
-  cudaError_t err = encode_weight_map<T, Cfg>(p, map);
-  if (err != cudaSuccess) return err;
   auto kernel = grouped_gemm_wgmma_tma_kernel<T, Cfg>;
-  if ((err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES)) != cudaSuccess)
-    return err;
-  int dev = 0, sms = 0;
-  if ((err = cudaGetDevice(&dev)) != cudaSuccess) return err;
-  if ((err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return err;
-  GroupedGemmParams q = p;
-  q.tile_slots = tile_slots;
-  q.n_blocks = tc_grid_n<Cfg>(p);
-  const long long items = static_cast<long long>(tile_slots) * q.n_blocks;
-  if (items > 0x7fffffffLL) return cudaErrorInvalidConfiguration;  // item indices are int
-  const long long grid = std::min<long long>(items, std::max(sms, 1));
-  if (grid <= 0) return cudaSuccess;
-  kernel<<<unsigned(grid), Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(q, map);
+  GroupedGemmParams q;
+  unsigned grid = 0;
+  cudaError_t err = persistent_launch_shape<Cfg>(kernel, p, tile_slots, q, grid);
+  if (err != cudaSuccess || grid == 0) return err;
+  CUtensorMap map;
+  if ((err = encode_weight_map<T, Cfg>(p, map)) != cudaSuccess) return err;
+  kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(q, map);
   return cudaGetLastError();
 }
 

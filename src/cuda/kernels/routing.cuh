@@ -124,7 +124,7 @@ __global__ void batched_routing_kernel(const Id* ids, std::int64_t id_stride, in
   if (p >= T * K) return;
   const int e = pair_expert(ids, id_stride, K, E, p);
   const bool hit = e < E;
-  tiles[p] = Tile{hit ? e : 0, p, hit ? 1 : 0, raster_group_word(0, 1)};  // walked in pair order (group_m)
+  tiles[p] = Tile{hit ? e : 0, p, hit ? 1 : 0, raster_group_word(0, 1)};  // walked in pair order (pair_order)
   inv[p] = hit ? p : -1;
 }
 
