@@ -14,23 +14,62 @@ struct ActParams {
 };
 
 // Accurate libm versions (no fast-math intrinsics): f32 results must stay within 1e-5 of float64.
+// The activation is a template argument in the GEMM epilogues: they are unrolled over dozens of
+// accumulators, and a switch on the activation at every element put all five activations' code
+// between two stores; the kernels then spent a fifth of their issue slots waiting on instruction
+// fetch (docs/perf-notes.md v10). with_act() switches once, outside the unrolled loops.
+template <Act A>
+__device__ __forceinline__ float act_value(float v) {
+  if constexpr (A == Act::silu) return v / (1.0f + expf(-v));
+  else if constexpr (A == Act::gelu) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+  else if constexpr (A == Act::gelu_tanh)
+    return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+  else if constexpr (A == Act::relu) return v > 0.0f ? v : 0.0f;
+  else return v;  // clamped_swiglu is a gate (gate_value), not a one-input activation
+}
+
+template <Act A>
+__device__ __forceinline__ float gate_value(float g, float u, const ActParams& p) {
+  if constexpr (A == Act::clamped_swiglu) {
+    g = fminf(g, p.limit);
+    u = fminf(fmaxf(u, -p.limit), p.limit);
+    return (u + 1.0f) * g / (1.0f + expf(-p.alpha * g));
+  } else {
+    return act_value<A>(g) * u;
+  }
+}
+
+template <Act A>
+struct ActTag {
+  static constexpr Act value = A;
+};
+
+// f(ActTag<a>{}) for the runtime activation a.
+template <class F>
+__device__ __forceinline__ void with_act(Act a, F&& f) {
+  switch (a) {
+    case Act::silu: f(ActTag<Act::silu>{}); break;
+    case Act::gelu: f(ActTag<Act::gelu>{}); break;
+    case Act::gelu_tanh: f(ActTag<Act::gelu_tanh>{}); break;
+    case Act::relu: f(ActTag<Act::relu>{}); break;
+    case Act::clamped_swiglu: f(ActTag<Act::clamped_swiglu>{}); break;
+  }
+}
+
+// The runtime forms, for loops that apply an activation once or twice per thread.
 __device__ __forceinline__ float act_value(float v, Act a) {
   switch (a) {
-    case Act::silu: return v / (1.0f + expf(-v));
-    case Act::gelu: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    case Act::gelu_tanh: return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
-    case Act::relu: return v > 0.0f ? v : 0.0f;
+    case Act::silu: return act_value<Act::silu>(v);
+    case Act::gelu: return act_value<Act::gelu>(v);
+    case Act::gelu_tanh: return act_value<Act::gelu_tanh>(v);
+    case Act::relu: return act_value<Act::relu>(v);
     case Act::clamped_swiglu: break;
   }
   return v;
 }
 
 __device__ __forceinline__ float gate_value(float g, float u, const ActParams& p) {
-  if (p.act == Act::clamped_swiglu) {
-    g = fminf(g, p.limit);
-    u = fminf(fmaxf(u, -p.limit), p.limit);
-    return (u + 1.0f) * g / (1.0f + expf(-p.alpha * g));
-  }
+  if (p.act == Act::clamped_swiglu) return gate_value<Act::clamped_swiglu>(g, u, p);
   return act_value(g, p.act) * u;
 }
 

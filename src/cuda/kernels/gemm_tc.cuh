@@ -316,60 +316,66 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_tc
   const int g = lane >> 2, t4 = lane & 3;
   const T* bias = p.bias ? static_cast<const T*>(p.bias) + std::int64_t(tile.expert) * p.n_weights : nullptr;
   auto bias_at = [&](int w) { return bias ? to_f32(bias[w]) : 0.0f; };
+  // The activation fixed per call, outside the unrolled loops (activation.cuh says why).
+  auto store = [&](auto act_tag) {
+    constexpr Act kAct = decltype(act_tag)::value;
 #pragma unroll
-  for (int i = 0; i < MMA_M; ++i) {
+    for (int i = 0; i < MMA_M; ++i) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int lr = wm0 + i * 16 + g + h * 8;
-      if (lr >= tile.rows) continue;
-      const std::int64_t row = tile.row0 + lr;
-      if (p.epilogue == Epilogue::down) {
-        float* out = static_cast<float*>(p.out) + row * p.ldo;
+      for (int h = 0; h < 2; ++h) {
+        const int lr = wm0 + i * 16 + g + h * 8;
+        if (lr >= tile.rows) continue;
+        const std::int64_t row = tile.row0 + lr;
+        if (p.epilogue == Epilogue::down) {
+          float* out = static_cast<float*>(p.out) + row * p.ldo;
 #pragma unroll
-        for (int j = 0; j < MMA_N; ++j) {
-          const int n = n_block * BN + wn0 + j * 8 + t4 * 2;
-          if (n < p.n_weights) {
-            const float2 v = make_float2(acc[i][j][2 * h] + bias_at(n), acc[i][j][2 * h + 1] + bias_at(n + 1));
-            *reinterpret_cast<float2*>(out + n) = v;
+          for (int j = 0; j < MMA_N; ++j) {
+            const int n = n_block * BN + wn0 + j * 8 + t4 * 2;
+            if (n < p.n_weights) {
+              const float2 v = make_float2(acc[i][j][2 * h] + bias_at(n), acc[i][j][2 * h + 1] + bias_at(n + 1));
+              *reinterpret_cast<float2*>(out + n) = v;
+            }
           }
-        }
-      } else if (p.epilogue == Epilogue::gate_concatenated) {
-        T* out = static_cast<T*>(p.out) + row * p.ldo;
+        } else if (p.epilogue == Epilogue::gate_concatenated) {
+          T* out = static_cast<T*>(p.out) + row * p.ldo;
 #pragma unroll
-        for (int q = 0; q < MMA_N / 2; ++q) {
-          const int ii = n_block * (BN / 2) + (wn0 / 16 + q) * 8 + t4 * 2;
-          if (ii < p.inter) {
-            float v[2];
+          for (int q = 0; q < MMA_N / 2; ++q) {
+            const int ii = n_block * (BN / 2) + (wn0 / 16 + q) * 8 + t4 * 2;
+            if (ii < p.inter) {
+              float v[2];
 #pragma unroll
-            for (int c = 0; c < 2; ++c)
-              v[c] = gate_value(acc[i][2 * q][2 * h + c] + bias_at(ii + c),
-                                acc[i][2 * q + 1][2 * h + c] + bias_at(p.inter + ii + c), p.act);
-            out[ii] = from_f32<T>(v[0]);
-            out[ii + 1] = from_f32<T>(v[1]);
+              for (int c = 0; c < 2; ++c)
+                v[c] = gate_value<kAct>(acc[i][2 * q][2 * h + c] + bias_at(ii + c),
+                                        acc[i][2 * q + 1][2 * h + c] + bias_at(p.inter + ii + c), p.act);
+              out[ii] = from_f32<T>(v[0]);
+              out[ii + 1] = from_f32<T>(v[1]);
+            }
           }
-        }
-      } else if (p.epilogue == Epilogue::gate_interleaved) {
-        T* out = static_cast<T*>(p.out) + row * p.ldo;
+        } else if (p.epilogue == Epilogue::gate_interleaved) {
+          T* out = static_cast<T*>(p.out) + row * p.ldo;
 #pragma unroll
-        for (int j = 0; j < MMA_N; ++j) {
-          const int w = n_block * BN + wn0 + j * 8 + t4 * 2;  // even: the gate row
-          if (w < p.n_weights)
-            out[w / 2] = from_f32<T>(
-                gate_value(acc[i][j][2 * h] + bias_at(w), acc[i][j][2 * h + 1] + bias_at(w + 1), p.act));
-        }
-      } else {
-        T* out = static_cast<T*>(p.out) + row * p.ldo;
+          for (int j = 0; j < MMA_N; ++j) {
+            const int w = n_block * BN + wn0 + j * 8 + t4 * 2;  // even: the gate row
+            if (w < p.n_weights)
+              out[w / 2] = from_f32<T>(
+                  gate_value<kAct>(acc[i][j][2 * h] + bias_at(w), acc[i][j][2 * h + 1] + bias_at(w + 1), p.act));
+          }
+        } else {
+          T* out = static_cast<T*>(p.out) + row * p.ldo;
 #pragma unroll
-        for (int j = 0; j < MMA_N; ++j) {
-          const int n = n_block * BN + wn0 + j * 8 + t4 * 2;
-          if (n < p.n_weights) {
-            out[n] = from_f32<T>(act_value(acc[i][j][2 * h] + bias_at(n), p.act.act));
-            out[n + 1] = from_f32<T>(act_value(acc[i][j][2 * h + 1] + bias_at(n + 1), p.act.act));
+          for (int j = 0; j < MMA_N; ++j) {
+            const int n = n_block * BN + wn0 + j * 8 + t4 * 2;
+            if (n < p.n_weights) {
+              out[n] = from_f32<T>(act_value<kAct>(acc[i][j][2 * h] + bias_at(n)));
+              out[n + 1] = from_f32<T>(act_value<kAct>(acc[i][j][2 * h + 1] + bias_at(n + 1)));
+            }
           }
         }
       }
     }
-  }
+  };
+  if (p.epilogue == Epilogue::down) store(ActTag<Act::relu>{});  // no activation
+  else with_act(p.act.act, store);
 }
 
 // Weight slices of BN rows (columns) the launch covers.

@@ -306,9 +306,9 @@ struct WgmmaStageLoader {
 // Concatenated gate: kGateHalves = false pairs column block 2q (gate) with 2q + 1 (up), the
 // loader's interleave by 8 rows; true pairs block q with q + BN / 16 (variant 5's TMA boxes put
 // the slice's BN / 2 gate rows first, then the BN / 2 up rows).
-template <class T, int BN, bool kGateHalves = false>
-__device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, const Tile& tile, int n_block,
-                                                 const float (&acc)[BN / 2], int wm0, int lane) {
+template <class T, int BN, bool kGateHalves, Act kAct>
+__device__ __forceinline__ void wgmma_store_rows_act(const GroupedGemmParams& p, const Tile& tile, int n_block,
+                                                     const float (&acc)[BN / 2], int wm0, int lane) {
   const int g = lane >> 2, t4 = lane & 3;
   const T* bias = p.bias ? static_cast<const T*>(p.bias) + std::int64_t(tile.expert) * p.n_weights : nullptr;
   auto bias_at = [&](int w) { return bias ? to_f32(bias[w]) : 0.0f; };
@@ -339,8 +339,8 @@ __device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, con
           float v[2];
 #pragma unroll
           for (int c = 0; c < 2; ++c)
-            v[c] = gate_value(acc[4 * jg + 2 * h + c] + bias_at(ii + c),
-                              acc[4 * (jg + kUp) + 2 * h + c] + bias_at(p.inter + ii + c), p.act);
+            v[c] = gate_value<kAct>(acc[4 * jg + 2 * h + c] + bias_at(ii + c),
+                                    acc[4 * (jg + kUp) + 2 * h + c] + bias_at(p.inter + ii + c), p.act);
           out[ii] = from_f32<T>(v[0]);
           out[ii + 1] = from_f32<T>(v[1]);
         }
@@ -352,7 +352,7 @@ __device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, con
         const int w = n_block * BN + j * 8 + t4 * 2;  // even: the gate row
         if (w < p.n_weights)
           out[w / 2] = from_f32<T>(
-              gate_value(acc[4 * j + 2 * h] + bias_at(w), acc[4 * j + 2 * h + 1] + bias_at(w + 1), p.act));
+              gate_value<kAct>(acc[4 * j + 2 * h] + bias_at(w), acc[4 * j + 2 * h + 1] + bias_at(w + 1), p.act));
       }
     } else {
       T* out = static_cast<T*>(p.out) + row * p.ldo;
@@ -360,12 +360,23 @@ __device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, con
       for (int j = 0; j < NJ; ++j) {
         const int n = n_block * BN + j * 8 + t4 * 2;
         if (n < p.n_weights) {
-          out[n] = from_f32<T>(act_value(acc[4 * j + 2 * h] + bias_at(n), p.act.act));
-          out[n + 1] = from_f32<T>(act_value(acc[4 * j + 2 * h + 1] + bias_at(n + 1), p.act.act));
+          out[n] = from_f32<T>(act_value<kAct>(acc[4 * j + 2 * h] + bias_at(n)));
+          out[n + 1] = from_f32<T>(act_value<kAct>(acc[4 * j + 2 * h + 1] + bias_at(n + 1)));
         }
       }
     }
   }
+}
+
+// The epilogue with the activation fixed per call (activation.cuh says why); the down GEMM has none.
+template <class T, int BN, bool kGateHalves = false>
+__device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, const Tile& tile, int n_block,
+                                                 const float (&acc)[BN / 2], int wm0, int lane) {
+  if (p.epilogue == Epilogue::down) {
+    wgmma_store_rows_act<T, BN, kGateHalves, Act::relu>(p, tile, n_block, acc, wm0, lane);
+    return;
+  }
+  with_act(p.act.act, [&](auto a) { wgmma_store_rows_act<T, BN, kGateHalves, decltype(a)::value>(p, tile, n_block, acc, wm0, lane); });
 }
 #endif
 
