@@ -347,8 +347,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_tc
               for (int c = 0; c < 2; ++c)
                 v[c] = gate_value<kAct>(acc[i][2 * q][2 * h + c] + bias_at(ii + c),
                                         acc[i][2 * q + 1][2 * h + c] + bias_at(p.inter + ii + c), p.act);
-              out[ii] = from_f32<T>(v[0]);
-              out[ii + 1] = from_f32<T>(v[1]);
+              store_pair<T>(out + ii, v[0], v[1]);  // ii even, I a multiple of 8
             }
           }
         } else if (p.epilogue == Epilogue::gate_interleaved) {
@@ -366,8 +365,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_tc
           for (int j = 0; j < MMA_N; ++j) {
             const int n = n_block * BN + wn0 + j * 8 + t4 * 2;
             if (n < p.n_weights) {
-              out[n] = from_f32<T>(act_value<kAct>(acc[i][j][2 * h] + bias_at(n)));
-              out[n + 1] = from_f32<T>(act_value<kAct>(acc[i][j][2 * h + 1] + bias_at(n + 1)));
+              store_pair<T>(out + n, act_value<kAct>(acc[i][j][2 * h] + bias_at(n)),
+                            act_value<kAct>(acc[i][j][2 * h + 1] + bias_at(n + 1)));
             }
           }
         }

@@ -341,8 +341,7 @@ __device__ __forceinline__ void wgmma_store_rows_act(const GroupedGemmParams& p,
           for (int c = 0; c < 2; ++c)
             v[c] = gate_value<kAct>(acc[4 * jg + 2 * h + c] + bias_at(ii + c),
                                     acc[4 * (jg + kUp) + 2 * h + c] + bias_at(p.inter + ii + c), p.act);
-          out[ii] = from_f32<T>(v[0]);
-          out[ii + 1] = from_f32<T>(v[1]);
+          store_pair<T>(out + ii, v[0], v[1]);  // ii even, I a multiple of 8
         }
       }
     } else if (p.epilogue == Epilogue::gate_interleaved) {
@@ -360,8 +359,8 @@ __device__ __forceinline__ void wgmma_store_rows_act(const GroupedGemmParams& p,
       for (int j = 0; j < NJ; ++j) {
         const int n = n_block * BN + j * 8 + t4 * 2;
         if (n < p.n_weights) {
-          out[n] = from_f32<T>(act_value<kAct>(acc[4 * j + 2 * h] + bias_at(n)));
-          out[n + 1] = from_f32<T>(act_value<kAct>(acc[4 * j + 2 * h + 1] + bias_at(n + 1)));
+          store_pair<T>(out + n, act_value<kAct>(acc[4 * j + 2 * h] + bias_at(n)),
+                        act_value<kAct>(acc[4 * j + 2 * h + 1] + bias_at(n + 1)));
         }
       }
     }

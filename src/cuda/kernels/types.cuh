@@ -42,6 +42,16 @@ template <> __device__ __forceinline__ float from_f32<float>(float v) { return v
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 
+// Two adjacent 16-bit outputs in one 4-byte store (p 4-byte aligned), rounded as two from_f32:
+// the GEMM epilogues write (column, column + 1) pairs, and one store each halves their stores.
+template <class T> __device__ __forceinline__ void store_pair(T* p, float a, float b);
+template <> __device__ __forceinline__ void store_pair<__nv_bfloat16>(__nv_bfloat16* p, float a, float b) {
+  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+}
+template <> __device__ __forceinline__ void store_pair<__half>(__half* p, float a, float b) {
+  *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
+}
+
 // An expert id is usable only when 0 <= id < E. Sentinels (>= E) contribute nothing by contract;
 // negative ids are errors the host cannot see without a sync, so the kernels treat them exactly
 // like sentinels instead of ever indexing with them.
