@@ -18,16 +18,19 @@ namespace moekit::cuda::kernels {
 
 // Which wgmma kernel runs the GEMM on the current device: 0 = none (compute capability other than
 // 9.0, where the sm_90a cubin does not load, or MOEKIT_CUDA_WGMMA=0), else the variant 1..5.
-// Default (measured, docs/perf-notes.md v8): variant 3, except variant 5 for the down GEMM once
-// experts average kTmaDownRows rows (2 tiles: at solar T = 8192 its GEMM2 took 1.43 ms against
-// variant 3's 1.66; the whole call with it won at 256 rows per expert on all three presets, by
-// 0.6-3%, and lost at 128, by 3-8%). MOEKIT_CUDA_WGMMA=N picks N
+// Default (measured, docs/perf-notes.md v8 and v10): variant 3, except variant 5 for the down
+// GEMM once experts average kTmaDownRows rows (2 tiles: at solar T = 8192 its GEMM2 took 1.43 ms
+// against variant 3's 1.66; the whole call with it won at 256 rows per expert on all three
+// presets, by 0.6-3%, and lost at 128, by 3-8%) and for gate_up from kTmaGateUpRows (since the
+// epilogue's paired stores, ncu at solar T = 8192, 512 rows: 2.79 ms against 2.99; at 128 rows
+// 1.46 against 1.11). MOEKIT_CUDA_WGMMA=N picks N
 // for both GEMMs, =N,M N for gate_up and M for down: A/B knobs for the benchmark, read on every
 // call like MOEKIT_CUDA_TILE_M (anything else is ignored).
 inline constexpr int kTmaDownRows = 256;
+inline constexpr int kTmaGateUpRows = 512;
 inline int wgmma_variant(const GroupedGemmParams& p) {
   const bool down = p.epilogue == Epilogue::down;
-  int variant = down && p.mean_rows >= kTmaDownRows ? 5 : 3;
+  int variant = p.mean_rows >= (down ? kTmaDownRows : kTmaGateUpRows) ? 5 : 3;
   auto digit = [](char c) { return c >= '0' && c <= '5'; };
   if (const char* env = std::getenv("MOEKIT_CUDA_WGMMA"); env && digit(env[0])) {
     if (env[1] == 0) variant = env[0] - '0';
