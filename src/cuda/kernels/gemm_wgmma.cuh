@@ -375,7 +375,9 @@ __device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, con
     wgmma_store_rows_act<T, BN, kGateHalves, Act::relu>(p, tile, n_block, acc, wm0, lane);
     return;
   }
-  with_act(p.act.act, [&](auto a) { wgmma_store_rows_act<T, BN, kGateHalves, decltype(a)::value>(p, tile, n_block, acc, wm0, lane); });
+  with_act(p.act.act, [&](auto a) {
+    wgmma_store_rows_act<T, BN, kGateHalves, decltype(a)::value>(p, tile, n_block, acc, wm0, lane);
+  });
 }
 #endif
 
