@@ -58,19 +58,15 @@ __device__ __forceinline__ void with_act(Act a, F&& f) {
 
 // The runtime forms, for loops that apply an activation once or twice per thread.
 __device__ __forceinline__ float act_value(float v, Act a) {
-  switch (a) {
-    case Act::silu: return act_value<Act::silu>(v);
-    case Act::gelu: return act_value<Act::gelu>(v);
-    case Act::gelu_tanh: return act_value<Act::gelu_tanh>(v);
-    case Act::relu: return act_value<Act::relu>(v);
-    case Act::clamped_swiglu: break;
-  }
-  return v;
+  float r = v;
+  with_act(a, [&](auto t) { r = act_value<decltype(t)::value>(v); });
+  return r;
 }
 
 __device__ __forceinline__ float gate_value(float g, float u, const ActParams& p) {
-  if (p.act == Act::clamped_swiglu) return gate_value<Act::clamped_swiglu>(g, u, p);
-  return act_value(g, p.act) * u;
+  float r = 0.0f;
+  with_act(p.act, [&](auto t) { r = gate_value<decltype(t)::value>(g, u, p); });
+  return r;
 }
 
 }  // namespace moekit::cuda::kernels

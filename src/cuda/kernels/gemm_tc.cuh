@@ -64,6 +64,14 @@ struct GroupedGemmParams {
   ActParams act;
 };
 
+// f(ActTag<A>{}) with A the call's activation, switched once outside an epilogue's unrolled
+// loops (activation.cuh says why); the down GEMM applies none, so one instantiation serves it.
+template <class F>
+__device__ __forceinline__ void with_epilogue_act(const GroupedGemmParams& p, F&& f) {
+  if (p.epilogue == Epilogue::down) f(ActTag<Act::relu>{});  // the tag goes unused there
+  else with_act(p.act.act, f);
+}
+
 // Which weight row (NK) or column (KN) a tile-local index n maps to; false past the end.
 // gate_concatenated: groups of 16 = 8 gate rows then the matching 8 up rows.
 __device__ __forceinline__ bool weight_index(const GroupedGemmParams& p, int n_block, int bn, int n, int& w) {
@@ -316,8 +324,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_tc
   const int g = lane >> 2, t4 = lane & 3;
   const T* bias = p.bias ? static_cast<const T*>(p.bias) + std::int64_t(tile.expert) * p.n_weights : nullptr;
   auto bias_at = [&](int w) { return bias ? to_f32(bias[w]) : 0.0f; };
-  // The activation fixed per call, outside the unrolled loops (activation.cuh says why).
-  auto store = [&](auto act_tag) {
+  with_epilogue_act(p, [&](auto act_tag) {
     constexpr Act kAct = decltype(act_tag)::value;
 #pragma unroll
     for (int i = 0; i < MMA_M; ++i) {
@@ -372,9 +379,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_tc
         }
       }
     }
-  };
-  if (p.epilogue == Epilogue::down) store(ActTag<Act::relu>{});  // no activation
-  else with_act(p.act.act, store);
+  });
 }
 
 // Weight slices of BN rows (columns) the launch covers.

@@ -367,15 +367,11 @@ __device__ __forceinline__ void wgmma_store_rows_act(const GroupedGemmParams& p,
   }
 }
 
-// The epilogue with the activation fixed per call (activation.cuh says why); the down GEMM has none.
+// The epilogue with the activation fixed per call (with_epilogue_act).
 template <class T, int BN, bool kGateHalves = false>
 __device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, const Tile& tile, int n_block,
                                                  const float (&acc)[BN / 2], int wm0, int lane) {
-  if (p.epilogue == Epilogue::down) {
-    wgmma_store_rows_act<T, BN, kGateHalves, Act::relu>(p, tile, n_block, acc, wm0, lane);
-    return;
-  }
-  with_act(p.act.act, [&](auto a) {
+  with_epilogue_act(p, [&](auto a) {
     wgmma_store_rows_act<T, BN, kGateHalves, decltype(a)::value>(p, tile, n_block, acc, wm0, lane);
   });
 }
