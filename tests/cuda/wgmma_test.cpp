@@ -1,11 +1,11 @@
 // The wgmma kernels of the grouped pipeline (sm_90a) against each other and the reference: the
 // persistent warp-specialised variants must give bitwise the output of the variant with the same
-// instruction and k order (4: variant 3's m64n128k16; 5, the TMA kernel: variant 1's m64n256k16;
-// only the schedule, the loads and for 5 the order of the gate/up columns differ), match the
-// float64 reference, and be bitwise stable run to run. The routing is built so that the tile list has
-// empty experts (first and last included), tails of 1, 63, 64, 65 and 127 rows (second 64-row
-// half skipped or not), and enough tiles that every CTA of the persistent grid takes several
-// work items. Skipped off compute capability 9.0 (no wgmma kernel there).
+// instruction and k order (4: variant 3's m64n128k16; 5 and 6, the TMA kernels: variant 1's
+// m64n256k16; only the schedule, the loads and for 5 and 6 the order of the gate/up columns
+// differ), match the float64 reference, and be bitwise stable run to run. The routing is built so
+// that the tile list has empty experts (first and last included), tails of 1, 63, 64, 65 and 127
+// rows (second 64-row half skipped or not), and enough tiles that every CTA of the persistent
+// grid takes several work items. Skipped off compute capability 9.0 (no wgmma kernel there).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -93,47 +93,61 @@ struct Variant {
 void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 class CudaWgmmaPersistent : public ::testing::TestWithParam<Variant> {};
 
+// Shape 0: H = 264: 5 k-tiles in GEMM1, the last 8 wide, and 2 weight slices in GEMM2, the last 8
+// rows; I = 200: 2 gate slices of 128 for the TMA kernels (the last 72), 4 k-tiles in GEMM2 (the
+// last 8 wide); an even item count. Shape 1: an odd count of tiles (131) and of weight slices (3
+// in both GEMMs), so variant 6's last pair has one item; GEMM2's last slice has 8 rows, so its
+// second TMA box lies wholly past the weights.
+struct Shape {
+  std::int64_t T, H, I;
+  std::int64_t min_tiles;
+};
+constexpr Shape kShapes[] = {{2048, 264, 200, 146}, {1900, 520, 300, 131}};
+
 TEST_P(CudaWgmmaPersistent, MatchesVariant3AndReferenceBitwiseStable) {
   MOEKIT_SKIP_WITHOUT_GPU();
   if (!is_sm90()) GTEST_SKIP() << "the wgmma kernels run on compute capability 9.0 only";
   const Variant& v = GetParam();
-  InputSpec s;
-  // H = 264: 5 k-tiles in GEMM1, the last 8 wide, and 3 weight slices in GEMM2, the last 8 rows;
-  // I = 200: 4 gate slices of 64 (the last 8) in GEMM1, 4 k-tiles in GEMM2 (the last 8 wide).
-  s.dims = {2048, 264, 200, 40, 8};
-  s.dtype = v.dtype;
-  s.options = v.options;
-  s.bias = v.bias;
-  ExpertsInputs in = make_random_inputs(s, 21);
-  const auto counts = expert_counts(2048, 8, 40);
-  ASSERT_EQ(std::accumulate(counts.begin(), counts.end(), std::int64_t(0)), 2048 * 8);
-  std::int64_t tiles = 0;
-  for (std::int64_t c : counts) {
-    ASSERT_LE(c, 2048);
-    tiles += (c + 127) / 128;
-  }
-  ASSERT_GE(tiles, 140);  // x 4 (GEMM1) or 3 (GEMM2) weight slices: several items per CTA
-  fill_ids(in, counts);
-  const auto ref = reference_experts(in.call());
+  for (const Shape& shape : kShapes) {
+    SCOPED_TRACE("T = " + std::to_string(shape.T) + ", H = " + std::to_string(shape.H));
+    InputSpec s;
+    s.dims = {shape.T, shape.H, shape.I, 40, 8};
+    s.dtype = v.dtype;
+    s.options = v.options;
+    s.bias = v.bias;
+    ExpertsInputs in = make_random_inputs(s, 21);
+    const auto counts = expert_counts(shape.T, 8, 40);
+    ASSERT_EQ(std::accumulate(counts.begin(), counts.end(), std::int64_t(0)), shape.T * 8);
+    std::int64_t tiles = 0;
+    for (std::int64_t c : counts) {
+      ASSERT_LE(c, shape.T);
+      tiles += (c + 127) / 128;
+    }
+    ASSERT_EQ(tiles, shape.min_tiles);  // x 2 or 3 weight slices: several items per CTA
+    fill_ids(in, counts);
+    const auto ref = reference_experts(in.call());
 
-  cuda_test::DeviceInputs dev(in);
-  ScopedEnv tile_m("MOEKIT_CUDA_TILE_M", "128");
-  auto run = [&](const char* variant) {
-    ScopedEnv wgmma("MOEKIT_CUDA_WGMMA", variant);
-    dev.poison_output();
-    experts(dev.call(), "grouped_mm");
-    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << "variant " << variant;
-    return dev.output_bytes();
-  };
-  for (const auto& [persistent, base] : {std::pair<const char*, const char*>{"4", "3"}, {"5", "1"}}) {
-    const auto expected = run(base);
-    const auto got = run(persistent);
-    ASSERT_EQ(got.size(), in.output.nbytes());
-    std::memcpy(in.output.data<unsigned char>(), got.data(), got.size());
-    EXPECT_LE(relative_error(in.output.view(), ref), tolerance(v.dtype))
-        << "variant " << persistent << " against the reference";
-    EXPECT_TRUE(expected == got) << "variant " << persistent << " differs from variant " << base;
-    for (int r = 0; r < 2; ++r) EXPECT_TRUE(run(persistent) == got) << "variant " << persistent << " run " << r + 2 << " differs";
+    cuda_test::DeviceInputs dev(in);
+    ScopedEnv tile_m("MOEKIT_CUDA_TILE_M", "128");
+    auto run = [&](const char* variant) {
+      ScopedEnv wgmma("MOEKIT_CUDA_WGMMA", variant);
+      dev.poison_output();
+      experts(dev.call(), "grouped_mm");
+      EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << "variant " << variant;
+      return dev.output_bytes();
+    };
+    for (const auto& [persistent, base] :
+         {std::pair<const char*, const char*>{"4", "3"}, {"5", "1"}, {"6", "1"}}) {
+      const auto expected = run(base);
+      const auto got = run(persistent);
+      ASSERT_EQ(got.size(), in.output.nbytes());
+      std::memcpy(in.output.data<unsigned char>(), got.data(), got.size());
+      EXPECT_LE(relative_error(in.output.view(), ref), tolerance(v.dtype))
+          << "variant " << persistent << " against the reference";
+      EXPECT_TRUE(expected == got) << "variant " << persistent << " differs from variant " << base;
+      for (int r = 0; r < 2; ++r)
+        EXPECT_TRUE(run(persistent) == got) << "variant " << persistent << " run " << r + 2 << " differs";
+    }
   }
 }
 

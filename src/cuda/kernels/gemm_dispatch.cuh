@@ -17,21 +17,22 @@
 namespace moekit::cuda::kernels {
 
 // Which wgmma kernel runs the GEMM on the current device: 0 = none (compute capability other than
-// 9.0, where the sm_90a cubin does not load, or MOEKIT_CUDA_WGMMA=0), else the variant 1..5.
-// Default (measured, docs/perf-notes.md v8 and v10): variant 3, except variant 5 for the down
-// GEMM once experts average kTmaDownRows rows (2 tiles: at solar T = 8192 its GEMM2 took 1.43 ms
-// against variant 3's 1.66; the whole call with it won at 256 rows per expert on all three
-// presets, by 0.6-3%, and lost at 128, by 3-8%) and for gate_up from kTmaGateUpRows (since the
-// epilogue's paired stores, ncu at solar T = 8192, 512 rows: 2.79 ms against 2.99; at 128 rows
-// 1.46 against 1.11). MOEKIT_CUDA_WGMMA=N picks N
-// for both GEMMs, =N,M N for gate_up and M for down: A/B knobs for the benchmark, read on every
-// call like MOEKIT_CUDA_TILE_M (anything else is ignored).
-inline constexpr int kTmaDownRows = 256;
-inline constexpr int kTmaGateUpRows = 512;
+// 9.0, where the sm_90a cubin does not load, or MOEKIT_CUDA_WGMMA=0), else the variant 1..6.
+// Default (measured, docs/perf-notes.md v8, v10 and v11): variant 3, except variant 6 (pairs of
+// CTAs sharing each weight slice) for both GEMMs once experts average kClusterRows rows. Run 42,
+// whole call, MOEKIT_CUDA_WGMMA=6,6 against the earlier default (3 or 5 per GEMM): solar 256 rows
+// 2.581 ms against 2.933, 512 rows 4.818 against 5.261; mixtral 256 rows 1.549 against 1.716,
+// 1024 rows 4.903 against 5.602; qwen3 512 rows 1.79 against 1.774 (a loss of 1%). Run 43, 128
+// rows, 6,6 against 3,3: solar 1.845 against 1.896, mixtral 1.207 against 1.226, qwen3 0.6976
+// against 0.6861 (a loss of 1.7%); at 64 rows all variants took the same. Variant 5 (one CTA)
+// stays as a knob: variant 6 with the pairing switched off. MOEKIT_CUDA_WGMMA=N picks N for both GEMMs, =N,M N for gate_up and M for
+// down: A/B knobs for the benchmark, read on every call like MOEKIT_CUDA_TILE_M (anything else is
+// ignored).
+inline constexpr int kClusterRows = 128;
 inline int wgmma_variant(const GroupedGemmParams& p) {
   const bool down = p.epilogue == Epilogue::down;
-  int variant = p.mean_rows >= (down ? kTmaDownRows : kTmaGateUpRows) ? 5 : 3;
-  auto digit = [](char c) { return c >= '0' && c <= '5'; };
+  int variant = p.mean_rows >= kClusterRows ? 6 : 3;
+  auto digit = [](char c) { return c >= '0' && c <= '6'; };
   if (const char* env = std::getenv("MOEKIT_CUDA_WGMMA"); env && digit(env[0])) {
     if (env[1] == 0) variant = env[0] - '0';
     else if (env[1] == ',' && digit(env[2]) && env[3] == 0) variant = (down ? env[2] : env[0]) - '0';
@@ -52,6 +53,7 @@ cudaError_t launch_grouped_gemm_wgmma(const GroupedGemmParams& p, int variant, i
     case 3: return launch_grouped_gemm_wgmma_cfg<T, WgmmaV3>(p, tile_slots, stream);
     case 4: return launch_grouped_gemm_wgmma_persistent<T, WgmmaV4>(p, tile_slots, stream);
     case 5: return launch_grouped_gemm_wgmma_tma<T, WgmmaV5>(p, tile_slots, stream);
+    case 6: return launch_grouped_gemm_wgmma_tma<T, WgmmaV6>(p, tile_slots, stream);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -166,18 +166,27 @@ __device__ __forceinline__ void wgmma_m64n128k16_f16(float (&d)[64], std::uint64
 __device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }
-// Spins until the phase of parity `parity` of the barrier has completed (try_wait.parity: true
-// once the barrier's current phase parity differs from `parity`; a fresh barrier is in phase 0,
-// so waiting on parity 1 returns at once).
-__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+// Whether the phase of parity `parity` of the barrier has completed (try_wait.parity: true once
+// the barrier's current phase parity differs from `parity`; a fresh barrier is in phase 0, so
+// parity 1 reads as completed at once). kCluster: acquire at cluster scope, for phases that
+// another CTA of the cluster completes (variant 6); else the default, acquire at CTA scope.
+template <bool kCluster = false>
+__device__ __forceinline__ bool mbar_try_wait(unsigned bar, unsigned parity) {
   unsigned done = 0;
-  do {
+  if constexpr (kCluster)
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  else
     asm volatile(
         "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
         : "=r"(done)
         : "r"(bar), "r"(parity)
         : "memory");
-  } while (done == 0);
+  return done != 0;
 }
 __device__ __forceinline__ void mbar_arrive(unsigned bar) {
   asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
@@ -522,20 +531,17 @@ using WgmmaV4 = WgmmaPersistentConfig<6>;
 #endif
 
 #ifdef MOEKIT_WGMMA_DEVICE
-// mbar_wait with the hang guard: the clock is read only once the first try has failed.
+// Spins until mbar_try_wait holds, with the hang guard: the clock is read only once the first
+// try has failed.
+template <bool kCluster = false>
 __device__ __forceinline__ void mbar_wait_guarded(unsigned bar, unsigned parity) {
   if constexpr (MOEKIT_WGMMA_WAIT_TRAP_NS == 0) {
-    mbar_wait(bar, parity);
+    while (!mbar_try_wait<kCluster>(bar, parity)) {
+    }
   } else {
-    unsigned done = 0;
     std::uint64_t start = 0;
     for (;;) {
-      asm volatile(
-          "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-          : "=r"(done)
-          : "r"(bar), "r"(parity)
-          : "memory");
-      if (done) return;
+      if (mbar_try_wait<kCluster>(bar, parity)) return;
       std::uint64_t now;
       asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(now));
       if (start == 0) start = now;

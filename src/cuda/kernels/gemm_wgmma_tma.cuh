@@ -1,5 +1,6 @@
-// moekit CUDA kernels: variant 5 of the Hopper grouped GEMM (sm_90a): persistent, warp-specialised,
-// 128 x 256 tiles computed by two cooperating consumer warpgroups, the weights fetched by TMA.
+// moekit CUDA kernels: variants 5 and 6 of the Hopper grouped GEMM (sm_90a): persistent,
+// warp-specialised, 128 x 256 tiles computed by two cooperating consumer warpgroups, the weights
+// fetched by TMA; variant 6 runs pairs of CTAs that share the weights.
 //
 // Why this shape: variant 3 (128 x 128 tiles, 2 CTAs per SM) ran at 81% of L2 throughput and ~440
 // TFLOP/s at solar T = 8192 (ncu): a 128 x 128 x 64 k-tile moves 32 KB for 2.1 MFLOP, more bytes
@@ -10,6 +11,16 @@
 // Measured (docs/perf-notes.md v8): faster than variant 3 for the down GEMM when experts have
 // several tiles (A = the intermediate, contiguous and in L2), slower for gate_up (A = gathered
 // rows of x, which one CTA per SM cannot wait for with 4 stages); gemm_dispatch.cuh chooses.
+//
+// Variant 6 = the same kernel run as clusters of 2 CTAs (CLUSTER = 2). ncu at solar T = 8192
+// showed variant 5's gate_up reading 2.4x the weights from DRAM with L2 at 8.3 TB/s: the CTAs
+// that read one weight slice (an expert's tiles, next to each other in item order) drift apart
+// over a persistent run, and L2 turns over faster than that. A pair takes the neighbouring items
+// 2q and 2q + 1; when they share expert and slice (the usual case), each CTA fetches one half of
+// the stage's weights and multicasts it to both, and either CTA's producer refills a stage only
+// after both CTAs' consumers have released it, so the pair stays in step. Measured (v11, ncu):
+// DRAM reads 6.5 -> 3.7 GB, gate_up 2.72 -> 2.49 ms; most of the gain comes from the pairing
+// itself (in another run: variant 5 3.10 ms, variant 6 2.62, variant 6 without multicast 2.69).
 //
 // grid = min(SMs, work items), 384 threads:
 //   warpgroup 0 (producer, setmaxnreg.dec): for each k-tile of each of the CTA's items, waits
@@ -23,13 +34,17 @@
 //     are all past the tile issues no wgmma but still waits and releases each stage.
 // Weights as TMA sees them: concatenated gate [E, 2, I, K] (box 64 k x 128 rows x 1 x 1, one box
 // for the slice's 128 gate rows then one for the matching 128 up rows: wgmma_store_rows'
-// kGateHalves), otherwise [E, N, K] (box 64 x 256 x 1). Rows and k past the extents arrive as
-// zeros, and the whole box always counts towards the transaction bytes.
+// kGateHalves), otherwise [E, N, K] (box 64 x 128 x 1, two per stage). Rows and k past the
+// extents arrive as zeros, and the whole box always counts towards the transaction bytes, also a
+// box wholly past the weights (tests/cuda/wgmma_test.cpp has one).
 //
 // Items, order and parity rules are variant 4's (gemm_wgmma.cuh): items in item_tile's raster,
-// CTA b takes b, b + grid, ...; every thread walks the same item list, so the k-tiles filled and
-// consumed match one to one; each waiter walks its rounds in order, so a parity wait never sees a
-// stale phase. No turn barrier: both consumers consume every k-tile.
+// CTA b takes b, b + grid, ... (variant 6: pair q of the cluster's walk, tma_step); every thread
+// walks the same item list, so the k-tiles filled and consumed match one to one; each waiter
+// walks its rounds in order, so a parity wait never sees a stale phase. No turn barrier: both
+// consumers consume every k-tile. Variant 6: both CTAs of a pair walk the same steps with the
+// same k-tile count (a rank with no item shadows the other's), so stage s of round r is the same
+// k-tile step in both, which the cross-CTA empty[] arrivals and the multicast rely on.
 // Per output element the instruction (m64n256k16), the k order and the operands are variant 1's,
 // so the results are bitwise variant 1's (tests/cuda/wgmma_test.cpp).
 #pragma once
@@ -47,9 +62,9 @@
 
 namespace moekit::cuda::kernels {
 
-template <int STAGES_>
+template <int STAGES_, int CLUSTER_>
 struct WgmmaTmaConfig {
-  static constexpr int BM = 128, BN = 256, BK = 64, STAGES = STAGES_;
+  static constexpr int BM = 128, BN = 256, BK = 64, STAGES = STAGES_, CLUSTER = CLUSTER_;
   static constexpr int THREADS = 384;  // producer warpgroup + two consumer warpgroups
   static constexpr int PRODUCER_REGS = 56, CONSUMER_REGS = 224;
   static constexpr int A_STAGE = BM * BK, B_STAGE = BN * BK;  // elements
@@ -58,12 +73,14 @@ struct WgmmaTmaConfig {
   static constexpr int BARRIER_BYTES = 2 * STAGES * 8;  // full[], empty[]
   static constexpr int SMEM_BYTES = TILE_BYTES + BARRIER_BYTES + 1024;  // + alignment slack
   static constexpr unsigned FULL_ARRIVALS = 128 + 1;  // the producer's cp.async arrivals + the TMA arming
-  static constexpr unsigned EMPTY_ARRIVALS = 8;       // one per consumer warp
+  static constexpr unsigned EMPTY_ARRIVALS = 8 * CLUSTER;  // one per consumer warp of each CTA of the cluster
+  static_assert(CLUSTER == 1 || CLUSTER == 2, "a CTA alone or a pair");
   static_assert(SMEM_BYTES <= 227 * 1024, "one CTA per SM");
   static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 256 <= 168 * THREADS, "register budget");
   static_assert(PRODUCER_REGS % 8 == 0 && CONSUMER_REGS % 8 == 0, "setmaxnreg takes multiples of 8");
 };
-using WgmmaV5 = WgmmaTmaConfig<4>;
+using WgmmaV5 = WgmmaTmaConfig<4, 1>;
+using WgmmaV6 = WgmmaTmaConfig<4, 2>;
 
 #ifdef MOEKIT_WGMMA_DEVICE
 __device__ __forceinline__ void mbar_arrive_expect_tx(unsigned bar, unsigned bytes) {
@@ -73,30 +90,112 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(unsigned bar, unsigned byt
 __device__ __forceinline__ void fence_mbarrier_init() {
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
+// mask = 0: this CTA's shared memory only; else .multicast::cluster to the CTAs of the mask, each
+// at the same offsets of dst and bar.
 __device__ __forceinline__ void tma_load_3d(unsigned dst, const CUtensorMap* map, unsigned bar, int c0, int c1,
-                                            int c2) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
-      "[%2];\n" ::"r"(dst),
-      "l"(reinterpret_cast<std::uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
-      : "memory");
+                                            int c2, std::uint16_t mask) {
+  if (mask == 0)
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, "
+        "%5}], [%2];\n" ::"r"(dst),
+        "l"(reinterpret_cast<std::uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
+        : "memory");
+  else
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], "
+        "[%1, {%3, %4, %5}], [%2], %6;\n" ::"r"(dst),
+        "l"(reinterpret_cast<std::uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "h"(mask)
+        : "memory");
 }
 __device__ __forceinline__ void tma_load_4d(unsigned dst, const CUtensorMap* map, unsigned bar, int c0, int c1,
-                                            int c2, int c3) {
-  asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, "
-      "%6}], [%2];\n" ::"r"(dst),
-      "l"(reinterpret_cast<std::uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
-      : "memory");
+                                            int c2, int c3, std::uint16_t mask) {
+  if (mask == 0)
+    asm volatile(
+        "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, "
+        "%6}], [%2];\n" ::"r"(dst),
+        "l"(reinterpret_cast<std::uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+        : "memory");
+  else
+    asm volatile(
+        "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], "
+        "[%1, {%3, %4, %5, %6}], [%2], %7;\n" ::"r"(dst),
+        "l"(reinterpret_cast<std::uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "h"(mask)
+        : "memory");
+}
+
+// ---- clusters (variant 6) ----
+__device__ __forceinline__ unsigned cluster_rank() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+// The address of the same shared variable in CTA `rank` of the cluster (shared::cluster window).
+__device__ __forceinline__ unsigned cluster_map(unsigned smem_addr, unsigned rank) {
+  unsigned r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(smem_addr), "r"(rank));
+  return r;
+}
+// An arrival on the peer's barrier, with the default .release.cta semantics: what it orders is
+// this warp's completed wgmma reads of the stage before the peer's TMA overwrites it, as the
+// local release does (CUTLASS's cluster barrier arrives the same way). .release.cluster made
+// both GEMMs slower by a quarter (docs/perf-notes.md v11), presumably its cluster-scope fence on
+// every k-tile's release.
+__device__ __forceinline__ void mbar_arrive_remote(unsigned cluster_addr) {
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(cluster_addr) : "memory");
+}
+// Every thread of both CTAs: the barriers are initialised before the peer touches them (start),
+// and no CTA leaves while the peer may still write its shared memory or arrive on it (end).
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+// What one CTA does with one step of its walk. Variant 5: item w. Variant 6: the cluster's pair q
+// = items 2q (rank 0) and 2q + 1 (rank 1). When both items have the same expert and weight slice
+// (the usual case: item_tile's raster puts an expert's tiles next to each other for each slice),
+// the pair shares the weights: each CTA fetches one half and multicasts it to both. Otherwise each
+// fetches its own. A rank whose item has nothing to do (an empty tile, or past the last item)
+// shadows the other's (shared weights) and stores nothing, so both CTAs walk the same k-tiles in
+// the same stages: the empty[] barriers count both CTAs' consumers.
+struct TmaStep {
+  Tile tile;
+  int n_block;
+  bool store;   // this CTA writes the tile's outputs
+  bool shared;  // the weight slice is the peer's too
+};
+template <int CLUSTER>
+__device__ __forceinline__ bool tma_step(const GroupedGemmParams& p, int step, int ntiles, unsigned rank,
+                                         TmaStep& out) {
+  if constexpr (CLUSTER == 1) {
+    out.store = true;
+    out.shared = false;
+    return persistent_work(p, step, ntiles, out.tile, out.n_block);
+  } else {
+    Tile t0, t1;  // by name, not an array indexed by rank: that would live in local memory
+    int n0 = 0, n1 = 0;
+    const bool ok0 = persistent_work(p, 2 * step, ntiles, t0, n0);
+    const bool ok1 = persistent_work(p, 2 * step + 1, ntiles, t1, n1);
+    if (!ok0 && !ok1) return false;
+    const bool take1 = rank ? ok1 : !ok0;
+    out.tile = take1 ? t1 : t0;
+    out.n_block = take1 ? n1 : n0;
+    out.store = rank ? ok1 : ok0;
+    out.shared = !ok0 || !ok1 || (t0.expert == t1.expert && n0 == n1);
+    return true;
+  }
 }
 
 // One consumer's main loop: kActive = its 64 rows hold data (else it only passes the stages on).
-// The item's k-tile kt is the CTA's k-tile it0 + kt.
+// The item's k-tile kt is the CTA's k-tile it0 + kt. peer_empty0: the peer CTA's empty[0]
+// (variant 6; a stage is released in both CTAs, since either may refill it by multicast).
 template <class T, class Cfg, bool kActive>
 __device__ __forceinline__ void tma_consumer_mainloop(float (&acc)[Cfg::BN / 2], unsigned a_base, unsigned b_base,
-                                                      unsigned full0, unsigned empty0, int it0, int ktiles,
-                                                      bool lane0) {
+                                                      unsigned full0, unsigned empty0, unsigned peer_empty0, int it0,
+                                                      int ktiles, bool lane0) {
   constexpr int STAGES = Cfg::STAGES, BK = Cfg::BK, BN = Cfg::BN;
+  auto release = [&](int stage) {
+    if (!lane0) return;
+    mbar_arrive(empty0 + 8 * stage);
+    if constexpr (Cfg::CLUSTER == 2) mbar_arrive_remote(peer_empty0 + 8 * stage);
+  };
   int s = it0 % STAGES;
   unsigned phase = unsigned(it0 / STAGES) & 1u;
   int prev = -1;
@@ -106,16 +205,16 @@ __device__ __forceinline__ void tma_consumer_mainloop(float (&acc)[Cfg::BN / 2],
       fence_proxy_async();  // the cp.async (generic proxy) A rows, read by wgmma (async proxy)
       wgmma_ktile<T, BN, BK>(acc, a_base + unsigned(s * Cfg::A_STAGE * 2), b_base + unsigned(s * Cfg::B_STAGE * 2));
       wgmma_wait<1>();  // the previous k-tile's group is done: its stage may be refilled
-      if (prev >= 0 && lane0) mbar_arrive(empty0 + 8 * prev);
+      if (prev >= 0) release(prev);
       prev = s;
     } else {
-      if (lane0) mbar_arrive(empty0 + 8 * s);
+      release(s);
     }
     if (++s == STAGES) s = 0, phase ^= 1u;
   }
   if constexpr (kActive) {
     wgmma_wait<0>();
-    if (prev >= 0 && lane0) mbar_arrive(empty0 + 8 * prev);
+    if (prev >= 0) release(prev);
   }
 }
 #endif
@@ -124,9 +223,11 @@ template <class T, class Cfg>
 __global__ void __launch_bounds__(Cfg::THREADS, 1)
     grouped_gemm_wgmma_tma_kernel(const GroupedGemmParams p, const __grid_constant__ CUtensorMap b_map) {
 #ifdef MOEKIT_WGMMA_DEVICE
-  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES;
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, STAGES = Cfg::STAGES, CLUSTER = Cfg::CLUSTER;
   extern __shared__ __align__(1024) unsigned char wgmma_smem[];
   const unsigned raw_addr = smem_u32(wgmma_smem);
+  // The same offset in every CTA (same kernel, same dynamic shared memory base), which multicast
+  // and the peer's barrier addresses rely on.
   unsigned char* const smem = wgmma_smem + ((1024 - (raw_addr & 1023)) & 1023);
   T* const sA = reinterpret_cast<T*>(smem);
   T* const sB = sA + STAGES * Cfg::A_STAGE;
@@ -139,12 +240,21 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
       mbar_init(full0 + 8 * s, Cfg::FULL_ARRIVALS);
       mbar_init(empty0 + 8 * s, Cfg::EMPTY_ARRIVALS);
     }
-    fence_mbarrier_init();  // visible to the TMA unit's complete_tx
+    fence_mbarrier_init();  // visible to the TMA unit's complete_tx and to the peer CTA
   }
-  __syncthreads();  // the last CTA barrier
+  unsigned rank = 0, peer_empty0 = 0;
+  if constexpr (CLUSTER == 2) {
+    rank = cluster_rank();
+    peer_empty0 = cluster_map(empty0, rank ^ 1u);
+    cluster_sync();
+  } else {
+    __syncthreads();  // the last CTA barrier
+  }
+  const int first_step = int(blockIdx.x) / CLUSTER, step_stride = int(gridDim.x) / CLUSTER;
 
   const int ntiles = p.num_tiles ? *p.num_tiles : p.tile_slots;
   const int total = ntiles * p.n_blocks;
+  const int steps = (total + CLUSTER - 1) / CLUSTER;
   const int ktiles = (p.kdim + BK - 1) / BK;
   const bool gate_halves = p.epilogue == Epilogue::gate_concatenated;
   const int role = __shfl_sync(0xffffffffu, tid >> 7, 0);
@@ -154,23 +264,27 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
     setmaxnreg_dec<Cfg::PRODUCER_REGS>();
     int s = 0;
     unsigned phase = 0;
-    for (int w = blockIdx.x; w < total; w += gridDim.x) {
-      Tile tile;
-      int n_block;
-      if (!persistent_work(p, w, ntiles, tile, n_block)) continue;
+    for (int step = first_step; step < steps; step += step_stride) {
+      TmaStep st;
+      if (!tma_step<CLUSTER>(p, step, ntiles, rank, st)) continue;
+      Tile a_tile = st.tile;
+      if (!st.store) a_tile.rows = 0;  // a shadow: its consumers read no A (zero-filled, no loads)
       WgmmaStageLoader<T, BM, BN, 128, false> loader;
-      loader.init(p, tile, n_block, tid);
+      loader.init(p, a_tile, st.n_block, tid);
       for (int kt = 0; kt < ktiles; ++kt) {
-        mbar_wait_guarded(empty0 + 8 * s, phase ^ 1u);
+        mbar_wait_guarded<CLUSTER == 2>(empty0 + 8 * s, phase ^ 1u);  // variant 6: the peer's consumers too
         const unsigned full = full0 + 8 * s;
         if (tid == 0) {
+          // The stage's weights: two boxes of BN / 2 rows (gate_halves: the gate rows, then the
+          // matching up rows). Shared: this CTA fetches box `rank` for both CTAs.
           mbar_arrive_expect_tx(full, Cfg::B_STAGE_BYTES);
           const unsigned b_dst = smem_u32(sB + s * Cfg::B_STAGE);
-          if (gate_halves) {
-            tma_load_4d(b_dst, &b_map, full, kt * BK, n_block * (BN / 2), 0, tile.expert);
-            tma_load_4d(b_dst + Cfg::B_STAGE_BYTES / 2, &b_map, full, kt * BK, n_block * (BN / 2), 1, tile.expert);
-          } else {
-            tma_load_3d(b_dst, &b_map, full, kt * BK, n_block * BN, tile.expert);
+          const int h0 = st.shared ? int(rank) : 0, h1 = st.shared ? int(rank) + 1 : 2;
+          const std::uint16_t mask = st.shared ? std::uint16_t(3) : std::uint16_t(0);
+          for (int h = h0; h < h1; ++h) {
+            const unsigned dst = b_dst + unsigned(h) * (Cfg::B_STAGE_BYTES / 2);
+            if (gate_halves) tma_load_4d(dst, &b_map, full, kt * BK, st.n_block * (BN / 2), h, st.tile.expert, mask);
+            else tma_load_3d(dst, &b_map, full, kt * BK, st.n_block * BN + h * (BN / 2), st.tile.expert, mask);
           }
         }
         loader.load(p, sA + s * Cfg::A_STAGE, nullptr, kt);  // A only: no weight rows
@@ -179,35 +293,34 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
       }
     }
     cp_async_wait_all();  // leave no copy in flight behind this thread
-    return;
-  }
-
-  // ---- consumers ----
-  setmaxnreg_inc<Cfg::CONSUMER_REGS>();
-  const int c = role - 1;  // rows [64 c, 64 c + 64) of every tile
-  const int warp_in_wg = (tid >> 5) & 3;
-  const unsigned a_base = smem_u32(sA) + unsigned(c * 64 * BK * 2), b_base = smem_u32(sB);
-  const bool lane0 = lane == 0;
-  float acc[BN / 2];
-  int it0 = 0;  // the CTA's k-tiles before this item
-  for (int w = blockIdx.x; w < total; w += gridDim.x) {
-    Tile tile;
-    int n_block;
-    if (!persistent_work(p, w, ntiles, tile, n_block)) continue;
-    const bool active = __shfl_sync(0xffffffffu, c * 64 < tile.rows ? 1 : 0, 0) != 0;
-    if (!active) {
-      tma_consumer_mainloop<T, Cfg, false>(acc, a_base, b_base, full0, empty0, it0, ktiles, lane0);
-      it0 += ktiles;
-      continue;
-    }
+  } else {
+    // ---- consumers ----
+    setmaxnreg_inc<Cfg::CONSUMER_REGS>();
+    const int c = role - 1;  // rows [64 c, 64 c + 64) of every tile
+    const int warp_in_wg = (tid >> 5) & 3;
+    const unsigned a_base = smem_u32(sA) + unsigned(c * 64 * BK * 2), b_base = smem_u32(sB);
+    const bool lane0 = lane == 0;
+    float acc[BN / 2];
+    int it0 = 0;  // the CTA's k-tiles before this step
+    for (int step = first_step; step < steps; step += step_stride) {
+      TmaStep st;
+      if (!tma_step<CLUSTER>(p, step, ntiles, rank, st)) continue;
+      const bool active = __shfl_sync(0xffffffffu, st.store && c * 64 < st.tile.rows ? 1 : 0, 0) != 0;
+      if (!active) {
+        tma_consumer_mainloop<T, Cfg, false>(acc, a_base, b_base, full0, empty0, peer_empty0, it0, ktiles, lane0);
+        it0 += ktiles;
+        continue;
+      }
 #pragma unroll
-    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
-    tma_consumer_mainloop<T, Cfg, true>(acc, a_base, b_base, full0, empty0, it0, ktiles, lane0);
-    it0 += ktiles;
-    wgmma_fence_operands(acc);
-    if (gate_halves) wgmma_store_rows<T, BN, true>(p, tile, n_block, acc, c * 64 + warp_in_wg * 16, lane);
-    else wgmma_store_rows<T, BN, false>(p, tile, n_block, acc, c * 64 + warp_in_wg * 16, lane);
+      for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+      tma_consumer_mainloop<T, Cfg, true>(acc, a_base, b_base, full0, empty0, peer_empty0, it0, ktiles, lane0);
+      it0 += ktiles;
+      wgmma_fence_operands(acc);
+      if (gate_halves) wgmma_store_rows<T, BN, true>(p, st.tile, st.n_block, acc, c * 64 + warp_in_wg * 16, lane);
+      else wgmma_store_rows<T, BN, false>(p, st.tile, st.n_block, acc, c * 64 + warp_in_wg * 16, lane);
+    }
   }
+  if constexpr (CLUSTER == 2) cluster_sync();
 #endif
 }
 
@@ -250,7 +363,7 @@ cudaError_t encode_weight_map(const GroupedGemmParams& p, CUtensorMap& map) {
   } else {
     const cuuint64_t dims[3] = {cuuint64_t(p.kdim), cuuint64_t(p.n_weights), cuuint64_t(p.experts)};
     const cuuint64_t strides[2] = {cuuint64_t(p.ldb) * elem, cuuint64_t(p.b_expert_stride) * elem};
-    const cuuint32_t box[3] = {Cfg::BK, Cfg::BN, 1};
+    const cuuint32_t box[3] = {Cfg::BK, Cfg::BN / 2, 1};  // two boxes per stage, as for the gate halves
     r = encode(&map, type, 3, const_cast<void*>(p.b), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   }
@@ -266,7 +379,30 @@ cudaError_t launch_grouped_gemm_wgmma_tma(const GroupedGemmParams& p, int tile_s
   if (err != cudaSuccess || grid == 0) return err;
   CUtensorMap map;
   if ((err = encode_weight_map<T, Cfg>(p, map)) != cudaSuccess) return err;
-  kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(q, map);
+  if constexpr (Cfg::CLUSTER == 1) {
+    kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, stream>>>(q, map);
+  } else {
+    // Pairs of CTAs: as many as fit at once (a pair needs two SMs of one GPC), and no more than
+    // there are pairs of items.
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = Cfg::CLUSTER;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(grid + grid % Cfg::CLUSTER);
+    config.blockDim = dim3(Cfg::THREADS);
+    config.dynamicSmemBytes = Cfg::SMEM_BYTES;
+    config.stream = stream;
+    config.attrs = attr;
+    config.numAttrs = 1;
+    int clusters = 0;
+    if ((err = cudaOccupancyMaxActiveClusters(&clusters, kernel, &config)) != cudaSuccess) return err;
+    if (clusters <= 0) return cudaErrorInvalidConfiguration;
+    const long long pairs = (static_cast<long long>(q.tile_slots) * q.n_blocks + 1) / 2;
+    config.gridDim = dim3(unsigned(std::min<long long>(clusters, pairs)) * Cfg::CLUSTER);
+    if ((err = cudaLaunchKernelEx(&config, kernel, q, map)) != cudaSuccess) return err;
+  }
   return cudaGetLastError();
 }
 
