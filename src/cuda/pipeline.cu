@@ -96,6 +96,8 @@ WorkspaceLayout workspace_layout(const ExpertsProblem& p, Strategy s) {
     l.inv = take(N * 4);
     l.tiles = take(std::size_t(l.tile_slots) * sizeof(kernels::Tile));
     l.num_tiles = take(4);
+    if (const int chunks = kernels::routing_chunks(std::int64_t(N)); chunks > 1)
+      l.chunk_counts = take(std::size_t(chunks) * E * 4);
   }
   l.h = take(N * std::size_t(p.intermediate) * hsize);
   l.y = take(N * std::size_t(p.hidden) * 4);
@@ -116,12 +118,13 @@ void launch_grouped_routing(const ExpertsCall& call, const ExpertsProblem& p, in
   auto* inv = at<int>(ws, l.inv);
   auto* tiles = at<kernels::Tile>(ws, l.tiles);
   auto* num_tiles = at<int>(ws, l.num_tiles);
+  auto* chunk_counts = l.chunk_counts ? at<int>(ws, l.chunk_counts) : nullptr;
   const cudaError_t err =
       p.index_dtype == DType::i32
           ? kernels::launch_grouped_routing(call.top_k_index.as<const std::int32_t>(), stride, T, K, E, bm, offsets,
-                                            perm, inv, tiles, num_tiles, stream)
+                                            perm, inv, tiles, num_tiles, chunk_counts, stream)
           : kernels::launch_grouped_routing(call.top_k_index.as<const std::int64_t>(), stride, T, K, E, bm, offsets,
-                                            perm, inv, tiles, num_tiles, stream);
+                                            perm, inv, tiles, num_tiles, chunk_counts, stream);
   check(err, step(who, "routing preparation").c_str());
 }
 

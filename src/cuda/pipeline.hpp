@@ -34,6 +34,7 @@ GemmPlan plan_gemms(const ExpertsCall& call, const ExpertsProblem& p, Strategy s
 
 struct WorkspaceLayout {
   std::size_t offsets = 0, perm = 0, inv = 0, tiles = 0, num_tiles = 0, h = 0, y = 0, counters = 0, bytes = 0;
+  std::size_t chunk_counts = 0;  // the chunked routing's scratch (grouped, more than one chunk)
   std::size_t counter_ints = 0;  // 0: no counters section
   int tile_slots = 0;
 };
