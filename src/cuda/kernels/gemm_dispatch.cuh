@@ -25,9 +25,9 @@ namespace moekit::cuda::kernels {
 // 1024 rows 4.903 against 5.602; qwen3 512 rows 1.79 against 1.774 (a loss of 1%). Run 43, 128
 // rows, 6,6 against 3,3: solar 1.845 against 1.896, mixtral 1.207 against 1.226, qwen3 0.6976
 // against 0.6861 (a loss of 1.7%); at 64 rows all variants took the same. Variant 5 (one CTA)
-// stays as a knob: variant 6 with the pairing switched off. MOEKIT_CUDA_WGMMA=N picks N for both GEMMs, =N,M N for gate_up and M for
-// down: A/B knobs for the benchmark, read on every call like MOEKIT_CUDA_TILE_M (anything else is
-// ignored).
+// stays as a knob: variant 6 with the pairing switched off. MOEKIT_CUDA_WGMMA=N picks N for
+// both GEMMs, =N,M N for gate_up and M for down: A/B knobs for the benchmark, read on every call
+// like MOEKIT_CUDA_TILE_M (anything else is ignored).
 inline constexpr int kClusterRows = 128;
 inline int wgmma_variant(const GroupedGemmParams& p) {
   const bool down = p.epilogue == Epilogue::down;

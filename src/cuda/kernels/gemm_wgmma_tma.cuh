@@ -22,16 +22,18 @@
 // DRAM reads 6.5 -> 3.7 GB, gate_up 2.72 -> 2.49 ms; most of the gain comes from the pairing
 // itself (in another run: variant 5 3.10 ms, variant 6 2.62, variant 6 without multicast 2.69).
 //
-// grid = min(SMs, work items), 384 threads:
+// grid = min(SMs, work items) (variant 6: 2 x the pairs that fit at once), 384 threads:
 //   warpgroup 0 (producer, setmaxnreg.dec): for each k-tile of each of the CTA's items, waits
-//     empty[s]; thread 0 arms full[s] with the weight bytes and issues the TMA copy of the
-//     stage's 256 weight rows x 64 k (128B swizzle: the layout the wgmma descriptors expect);
+//     empty[s]; thread 0 arms full[s] with the weight bytes and issues the TMA copies of the
+//     stage's 256 weight rows x 64 k, two boxes of 128 rows (variant 6 with a shared slice: one
+//     box, multicast) (128B swizzle: the layout the wgmma descriptors expect);
 //     all 128 threads issue the 16-byte cp.async copies of the 128 gathered A rows (TMA cannot
 //     gather rows on sm_90) and arrive on full[s] when theirs land (.noinc).
 //   warpgroups 1 and 2 (consumers): both work on every item, consumer c on rows [64c, 64c + 64)
 //     with wgmma.m64n256k16 over all 256 columns; each warp releases a stage (empty[s], one
-//     arrival per warp) once the wgmma group that read it has completed. A consumer whose 64 rows
-//     are all past the tile issues no wgmma but still waits and releases each stage.
+//     arrival per warp, variant 6: in both CTAs) once the wgmma group that read it has
+//     completed. A consumer whose 64 rows are all past the tile issues no wgmma but still waits
+//     and releases each stage.
 // Weights as TMA sees them: concatenated gate [E, 2, I, K] (box 64 k x 128 rows x 1 x 1, one box
 // for the slice's 128 gate rows then one for the matching 128 up rows: wgmma_store_rows'
 // kGateHalves), otherwise [E, N, K] (box 64 x 128 x 1, two per stage). Rows and k past the
