@@ -19,8 +19,8 @@ class BatchedMm final : public CudaBackend {
     const GemmPlan plan = plan_gemms(call, p, Strategy::batched);
     launch_batched_routing(call, p, ws, l, stream, "batched_mm");
     launch_expert_gemms(call, p, plan, at<kernels::Tile>(ws, l.tiles), nullptr, l.tile_slots, nullptr,
-                        at<void>(ws, l.h), at<float>(ws, l.y), stream, "batched_mm");
-    launch_combine(call, p, at<int>(ws, l.inv), at<float>(ws, l.y), stream, "batched_mm");
+                        at<void>(ws, l.h), at<void>(ws, l.y), stream, "batched_mm");
+    launch_combine(call, p, at<int>(ws, l.inv), at<void>(ws, l.y), stream, "batched_mm");
   }
 
  protected:

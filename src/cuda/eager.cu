@@ -95,9 +95,9 @@ class Eager final : public CudaBackend {
       const int first = tile_begin[std::size_t(e)], n = tile_begin[std::size_t(e) + 1] - first;
       if (n == 0) continue;
       launch_expert_gemms(call, p, plan, dev_tiles + first, nullptr, n, at<int>(ws, l.perm), at<void>(ws, l.h),
-                          at<float>(ws, l.y), stream, "eager");
+                          at<void>(ws, l.y), stream, "eager");
     }
-    launch_combine(call, p, at<int>(ws, l.inv), at<float>(ws, l.y), stream, "eager");
+    launch_combine(call, p, at<int>(ws, l.inv), at<void>(ws, l.y), stream, "eager");
   }
 
  protected:

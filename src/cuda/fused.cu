@@ -41,7 +41,7 @@ cudaError_t with_gemv_shape(int nt, int rg, F&& f) {
 }
 
 template <class T, class Id>
-cudaError_t combine_dispatch(const ExpertsCall& call, const ExpertsProblem& p, const float* y, cudaStream_t s) {
+cudaError_t combine_dispatch(const ExpertsCall& call, const ExpertsProblem& p, const T* y, cudaStream_t s) {
   const TensorView& w = call.top_k_weights;
   const Id* ids = call.top_k_index.as<const Id>();
   T* out = call.output.as<T>();
@@ -56,7 +56,7 @@ cudaError_t combine_dispatch(const ExpertsCall& call, const ExpertsProblem& p, c
 // The gemv path's scratch: h, y and (one-kernel plans) the cleared-per-call counters.
 struct GemvScratch {
   void* h = nullptr;
-  float* y = nullptr;
+  void* y = nullptr;  // the activation dtype
   int* counters = nullptr;
   std::size_t counter_ints = 0;
 };
@@ -131,7 +131,7 @@ void run_gemv(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan&
   };
   check(gemv(g1), "fused (cuda): gate_up gemv");
   check(gemv(g2), "fused (cuda): down gemv");
-  check(combine_dispatch<T, Id>(call, p, ws.y, stream), "fused (cuda): combine");
+  check(combine_dispatch<T, Id>(call, p, static_cast<const T*>(ws.y), stream), "fused (cuda): combine");
 }
 
 template <class T>
@@ -254,7 +254,7 @@ void run_fused(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan
   if (plan.path == FusedPlan::Path::gemv) {
     if (Support s = fused_gemv_fits(call, p); !s.ok)
       throw Error(Errc::unsupported, "fused plan '" + plan.describe() + "' cannot run " + p.describe() + ": " + s.reason);
-    const GemvScratch scratch{at<void>(ws, l.h), at<float>(ws, l.y), at<int>(ws, l.counters), l.counter_ints};
+    const GemvScratch scratch{at<void>(ws, l.h), at<void>(ws, l.y), at<int>(ws, l.counters), l.counter_ints};
     if (p.dtype == DType::bf16) run_gemv_ids<__nv_bfloat16>(call, p, plan, scratch, stream);
     else run_gemv_ids<__half>(call, p, plan, scratch, stream);
     return;
@@ -265,8 +265,8 @@ void run_fused(const ExpertsCall& call, const ExpertsProblem& p, const FusedPlan
   const int slots = int((N + gp.bm - 1) / gp.bm + std::min<std::int64_t>(p.experts, N));
   launch_grouped_routing(call, p, gp.bm, ws, l, stream, "fused");
   launch_expert_gemms(call, p, gp, at<kernels::Tile>(ws, l.tiles), at<int>(ws, l.num_tiles), slots, at<int>(ws, l.perm),
-                      at<void>(ws, l.h), at<float>(ws, l.y), stream, "fused");
-  launch_combine(call, p, at<int>(ws, l.inv), at<float>(ws, l.y), stream, "fused");
+                      at<void>(ws, l.h), at<void>(ws, l.y), stream, "fused");
+  launch_combine(call, p, at<int>(ws, l.inv), at<void>(ws, l.y), stream, "fused");
 }
 
 std::unique_ptr<Backend> make_fused_backend() { return std::make_unique<Fused>(); }

@@ -24,8 +24,8 @@ class GroupedMm final : public CudaBackend {
     const int slots = int((N + plan.bm - 1) / plan.bm + std::min<std::int64_t>(p.experts, N));
     launch_grouped_routing(call, p, plan.bm, ws, l, stream, "grouped_mm");
     launch_expert_gemms(call, p, plan, at<kernels::Tile>(ws, l.tiles), at<int>(ws, l.num_tiles), slots,
-                        at<int>(ws, l.perm), at<void>(ws, l.h), at<float>(ws, l.y), stream, "grouped_mm");
-    launch_combine(call, p, at<int>(ws, l.inv), at<float>(ws, l.y), stream, "grouped_mm");
+                        at<int>(ws, l.perm), at<void>(ws, l.h), at<void>(ws, l.y), stream, "grouped_mm");
+    launch_combine(call, p, at<int>(ws, l.inv), at<void>(ws, l.y), stream, "grouped_mm");
   }
 
  protected:

@@ -77,7 +77,7 @@ GemmPlan plan_gemms(const ExpertsCall& call, const ExpertsProblem& p, Strategy s
 WorkspaceLayout workspace_layout(const ExpertsProblem& p, Strategy s) {
   const std::size_t N = std::size_t(p.tokens * p.top_k);
   const std::size_t E = std::size_t(p.experts);
-  const std::size_t hsize = p.dtype == DType::f32 ? 4 : 2;
+  const std::size_t esize = p.dtype == DType::f32 ? 4 : 2;  // h and y are in the activation dtype
   WorkspaceLayout l;
   std::size_t at = 0;
   auto take = [&](std::size_t bytes) {
@@ -99,8 +99,8 @@ WorkspaceLayout workspace_layout(const ExpertsProblem& p, Strategy s) {
     if (const int chunks = kernels::routing_chunks(std::int64_t(N)); chunks > 1)
       l.chunk_counts = take(std::size_t(chunks) * E * 4);
   }
-  l.h = take(N * std::size_t(p.intermediate) * hsize);
-  l.y = take(N * std::size_t(p.hidden) * 4);
+  l.h = take(N * std::size_t(p.intermediate) * esize);
+  l.y = take(N * std::size_t(p.hidden) * esize);
   if (s == Strategy::grouped && N <= std::size_t(kernels::kGemvMaxPairs)) {
     l.counter_ints = kernels::gemv1k_counter_ints(p.tokens, p.top_k, p.experts, p.hidden);
     l.counters = take(l.counter_ints * 4);
@@ -143,7 +143,7 @@ void launch_batched_routing(const ExpertsCall& call, const ExpertsProblem& p, Wo
 
 void launch_expert_gemms(const ExpertsCall& call, const ExpertsProblem& p, const GemmPlan& plan,
                          const kernels::Tile* tiles, const int* num_tiles, int slots, const int* a_rows, void* h,
-                         float* y, cudaStream_t stream, const char* who) {
+                         void* y, cudaStream_t stream, const char* who) {
   const ExpertsOptions& o = p.options;
   const std::int64_t H = p.hidden, I = p.intermediate, R = p.gate_up_rows();
   const kernels::ActParams act = kernel_activation(o);
@@ -200,7 +200,7 @@ void launch_expert_gemms(const ExpertsCall& call, const ExpertsProblem& p, const
 namespace {
 
 template <class T>
-cudaError_t combine_as(const ExpertsCall& call, const ExpertsProblem& p, const int* inv, const float* y,
+cudaError_t combine_as(const ExpertsCall& call, const ExpertsProblem& p, const int* inv, const T* y,
                        cudaStream_t stream) {
   const TensorView& w = call.top_k_weights;
   T* out = call.output.as<T>();
@@ -213,13 +213,13 @@ cudaError_t combine_as(const ExpertsCall& call, const ExpertsProblem& p, const i
 
 }  // namespace
 
-void launch_combine(const ExpertsCall& call, const ExpertsProblem& p, const int* inv, const float* y,
+void launch_combine(const ExpertsCall& call, const ExpertsProblem& p, const int* inv, const void* y,
                     cudaStream_t stream, const char* who) {
   cudaError_t err = cudaErrorInvalidValue;
   switch (p.dtype) {
-    case DType::bf16: err = combine_as<__nv_bfloat16>(call, p, inv, y, stream); break;
-    case DType::f16: err = combine_as<__half>(call, p, inv, y, stream); break;
-    case DType::f32: err = combine_as<float>(call, p, inv, y, stream); break;
+    case DType::bf16: err = combine_as(call, p, inv, static_cast<const __nv_bfloat16*>(y), stream); break;
+    case DType::f16: err = combine_as(call, p, inv, static_cast<const __half*>(y), stream); break;
+    case DType::f32: err = combine_as(call, p, inv, static_cast<const float*>(y), stream); break;
     default: break;
   }
   check(err, step(who, "combine").c_str());

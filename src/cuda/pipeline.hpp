@@ -3,10 +3,10 @@
 //
 // Workspace (every section 256-byte aligned), N = T*K pairs, S = tile slots:
 //   grouped / eager: offsets (E+1) i32 | perm N i32 | inv N i32 | tiles S x 16 B | num_tiles i32
-//                    | h N x I (activation dtype) | y N x H f32          S = ceil(N/16) + min(E, N)
+//                    | h N x I | y N x H (both in the activation dtype)   S = ceil(N/16) + min(E, N)
 //                    | grouped with N <= 1024 only: counters (min(E, N) + T * ceil(H/16)) i32,
 //                      the one-kernel gemv path's (kernels/fused_gemv.cuh; cleared by each call)
-//   batched:         inv N i32 | tiles N x 16 B | h N x I | y N x H f32
+//   batched:         inv N i32 | tiles N x 16 B | h N x I | y N x H
 // so batched_mm's scratch is activations (and their index) only, never a weight copy.
 #pragma once
 
@@ -55,10 +55,10 @@ void launch_batched_routing(const ExpertsCall& call, const ExpertsProblem& p, Wo
 // a_rows maps a tile row to its pair (null: the row is the pair).
 void launch_expert_gemms(const ExpertsCall& call, const ExpertsProblem& p, const GemmPlan& plan,
                          const kernels::Tile* tiles, const int* num_tiles, int slots, const int* a_rows, void* h,
-                         float* y, cudaStream_t stream, const char* who);
+                         void* y, cudaStream_t stream, const char* who);
 
 // out[t] = sum_k w[t,k] * y[inv[t*K+k]] in k order (inv < 0: nothing).
-void launch_combine(const ExpertsCall& call, const ExpertsProblem& p, const int* inv, const float* y,
+void launch_combine(const ExpertsCall& call, const ExpertsProblem& p, const int* inv, const void* y,
                     cudaStream_t stream, const char* who);
 
 }  // namespace moekit::cuda

@@ -18,7 +18,8 @@
 // bitwise reproducible), then the epilogue of the grouped GEMM runs on the sums:
 //   GEMV1: + bias, gate (concatenated: rows i and I+i share a thread; interleaved: 2i and 2i+1)
 //          or act alone -> h[pair, i] in the activation dtype;
-//   GEMV2: + bias -> y[pair, row] in fp32 (unweighted; the combine applies w in k order).
+//   GEMV2: + bias -> y[pair, row] in the activation dtype (unweighted; the combine applies w in
+//          fp32, in k order).
 //
 // Two launch forms: three kernels (fused_gemv_kernel for GEMV1, again for GEMV2, then
 // fused_combine_kernel), or one persistent kernel doing the three (fused_gemv1k_kernel, at the end
@@ -35,6 +36,7 @@
 #include <cstdint>
 
 #include "activation.cuh"
+#include "combine.cuh"
 #include "gemm_tc.cuh"
 #include "routing.cuh"
 #include "types.cuh"
@@ -63,7 +65,7 @@ struct GemvParams {
   int inter = 0;
   Epilogue epilogue = Epilogue::down;
   const void* bias = nullptr;  // [E, n_weights] or null
-  void* out = nullptr;         // h [T*K, ldo] (dtype) or y [T*K, ldo] (fp32)
+  void* out = nullptr;         // h or y [T*K, ldo] (dtype)
   std::int64_t ldo = 0;
   ActParams act;
 };
@@ -245,10 +247,10 @@ __device__ __forceinline__ void gemv_epilogue(const GemvParams& p, int e, int bl
         const std::int64_t pair = list[n];
         const float lo = red[r][j][t][lane], hi = red[r][j][2 + t][lane];  // rows g, g + 8
         if (p.epilogue == Epilogue::down) {
-          float* out = static_cast<float*>(p.out) + pair * p.ldo;
+          T* out = static_cast<T*>(p.out) + pair * p.ldo;
           const int r0 = u * 16 + g, r1 = r0 + 8;
-          if (r0 < p.n_weights) out[r0] = lo + bias_at(r0);
-          if (r1 < p.n_weights) out[r1] = hi + bias_at(r1);
+          if (r0 < p.n_weights) out[r0] = from_f32<T>(lo + bias_at(r0));
+          if (r1 < p.n_weights) out[r1] = from_f32<T>(hi + bias_at(r1));
         } else if (p.epilogue == Epilogue::no_gate) {
           T* out = static_cast<T*>(p.out) + pair * p.ldo;
           const int r0 = u * 16 + g, r1 = r0 + 8;
@@ -394,50 +396,11 @@ cudaError_t launch_fused_gemv(const GemvParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// Token t's weighted sum over its pairs, four columns: sum_k w_k * y_k in k order with one fma per
-// term, pairs without a valid expert skipped (never multiplied by zero: a NaN weight on a sentinel
-// must not leak in). The one arithmetic of both combines, so their outputs are bitwise equal.
-template <class Valid, class Weight, class Load>
-__device__ __forceinline__ float4 combine_quad(int K, Valid valid, Weight weight, Load load) {
-  // Up to 8 rows of y are loaded before the first is used: with one load per step the K round
-  // trips to L2 ran back to back (ncu: 6.9 us for one token's combine at K = 8). The sums keep
-  // their k order.
-  constexpr int kBatch = 8;
-  float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
-  for (int k0 = 0; k0 < K; k0 += kBatch) {
-    float4 v[kBatch];
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      v[j] = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (k0 + j < K && valid(k0 + j)) v[j] = load(k0 + j);
-    }
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      const int k = k0 + j;
-      if (k >= K || !valid(k)) continue;
-      const float wk = weight(k);
-      s.x = fmaf(wk, v[j].x, s.x);
-      s.y = fmaf(wk, v[j].y, s.y);
-      s.z = fmaf(wk, v[j].z, s.z);
-      s.w = fmaf(wk, v[j].w, s.w);
-    }
-  }
-  return s;
-}
-
-template <class T>
-__device__ __forceinline__ void store_quad(T* o, float4 s) {
-  o[0] = from_f32<T>(s.x);
-  o[1] = from_f32<T>(s.y);
-  o[2] = from_f32<T>(s.z);
-  o[3] = from_f32<T>(s.w);
-}
-
 // out[t] = sum_k w[t,k] * y[t*K + k] over the pairs with a valid expert, in k order (the grouped
 // combine's order, indexed by pair instead of through the permutation). Four columns per thread.
 template <class T, class W, class Id>
 __global__ void __launch_bounds__(256)
-    fused_combine_kernel(const float* __restrict__ y, int H, const Id* __restrict__ ids, std::int64_t id_stride, int K,
+    fused_combine_kernel(const T* __restrict__ y, int H, const Id* __restrict__ ids, std::int64_t id_stride, int K,
                          int E, const W* __restrict__ w, std::int64_t w_stride, T* __restrict__ out,
                          std::int64_t out_stride) {
   __shared__ float weight[kMaxTopK];
@@ -450,15 +413,15 @@ __global__ void __launch_bounds__(256)
   __syncthreads();
   const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4;
   if (c >= H) return;
-  const float4 s = combine_quad(
+  const Cols<4> s = combine_cols<T, 4, false>(
       K, [&](int k) { return valid[k]; }, [&](int k) { return weight[k]; },
-      [&](int k) { return *reinterpret_cast<const float4*>(y + (t * K + k) * H + c); });
-  store_quad(out + t * out_stride + c, s);
+      [&](int k) { return y + (t * K + k) * H + c; });
+  store_cols<T, 4, false>(out + t * out_stride + c, s);
 }
 
 // Needs H % 4 == 0 (the gemv path has H % 8 == 0).
 template <class T, class W, class Id>
-cudaError_t launch_fused_combine(const float* y, int H, const Id* ids, std::int64_t id_stride, int T_, int K, int E,
+cudaError_t launch_fused_combine(const T* y, int H, const Id* ids, std::int64_t id_stride, int T_, int K, int E,
                                  const W* w, std::int64_t w_stride, T* out, std::int64_t out_stride,
                                  cudaStream_t stream) {
   if (T_ == 0) return cudaSuccess;
@@ -485,7 +448,7 @@ cudaError_t launch_fused_combine(const float* y, int H, const Id* ids, std::int6
 // runs on a CTA that reaches it without waiting.
 // The combine: cols_done[t][b] counts the GEMV2 units of row block b finished over token t's valid
 // pairs; the unit that completes it (its atomicAdd returns the count - 1) sums token t's rows over
-// those columns in k order (combine_quad, the three-kernel path's arithmetic: bitwise equal).
+// those columns in k order (combine_cols, the three-kernel path's arithmetic: bitwise equal).
 // Only counters are atomic; every floating-point sum has a fixed order.
 // Memory order: writers (warp 0) __threadfence() after their h / y rows, then the count is
 // published; a reader acquires the count (ld.acquire, or a fence after the atomicAdd), the CTA
@@ -495,7 +458,7 @@ cudaError_t launch_fused_combine(const float* y, int H, const Id* ids, std::int6
 
 struct Gemv1kParams {
   GemvParams up;    // GEMV1: gate_up -> h; its ids / tokens / top_k / experts are the routing
-  GemvParams down;  // GEMV2: down -> y [T*K, H] fp32 (out), n_weights = H
+  GemvParams down;  // GEMV2: down -> y [T*K, H] (out, the activation dtype), n_weights = H
   bool ids_i64 = false;
   const void* weights = nullptr;  // top_k_weights [T, K]: fp32, or the activation dtype
   std::int64_t weight_stride = 0;
@@ -541,7 +504,7 @@ __device__ __forceinline__ void gemv1k_zero_unrouted(const Gemv1kParams& p, cons
   for (int t = blockIdx.x; t < T_; t += gridDim.x) {
     if (token_pairs(expert_of, t, K, E) != 0) continue;
     T* o = static_cast<T*>(p.out) + std::int64_t(t) * p.out_stride;
-    for (int c = threadIdx.x * 4; c < H; c += kGemvThreads * 4) store_quad(o + c, make_float4(0.f, 0.f, 0.f, 0.f));
+    for (int c = threadIdx.x * 4; c < H; c += kGemvThreads * 4) store_cols<T, 4, false>(o + c, Cols<4>{});
   }
 }
 
@@ -565,18 +528,18 @@ __device__ __forceinline__ void gemv1k_finish_down(const Gemv1kParams& p, int bl
   }
   __syncthreads();
   const int c0 = blk * 16 * RG, c1 = min(H, c0 + 16 * RG), quads = (c1 - c0) / 4;
-  const float* y = static_cast<const float*>(p.down.out);
+  const T* y = static_cast<const T*>(p.down.out);
   for (int it = tid; it < n_ready * quads; it += kGemvThreads) {
     const int t = ready[it / quads], c = c0 + 4 * (it % quads);
     const std::int64_t wrow = std::int64_t(t) * p.weight_stride;
-    const float4 s = combine_quad(
+    const Cols<4> s = combine_cols<T, 4, true>(
         K, [&](int k) { return expert_of[t * K + k] < E; },
         [&](int k) {
           return p.weights_f32 ? static_cast<const float*>(p.weights)[wrow + k]
                                : to_f32(static_cast<const T*>(p.weights)[wrow + k]);
         },
-        [&](int k) { return __ldcg(reinterpret_cast<const float4*>(y + (std::int64_t(t) * K + k) * p.down.ldo + c)); });
-    store_quad(static_cast<T*>(p.out) + std::int64_t(t) * p.out_stride + c, s);
+        [&](int k) { return y + (std::int64_t(t) * K + k) * p.down.ldo + c; });
+    store_cols<T, 4, false>(static_cast<T*>(p.out) + std::int64_t(t) * p.out_stride + c, s);
   }
   __syncthreads();
   if (tid == 0) n_ready = 0;  // next used after the next unit's barriers

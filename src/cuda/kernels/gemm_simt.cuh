@@ -110,14 +110,10 @@ __global__ void __launch_bounds__(kSimtThreads) grouped_gemm_simt_kernel(const G
       const int o = o0 + tx * 2 + c;
       if (o >= n_out) continue;
       float v = acc[r][c][0] + (bias ? to_f32(bias[simt_weight(p, o, 0)]) : 0.0f);
-      if (p.epilogue == Epilogue::down) {
-        static_cast<float*>(p.out)[row * p.ldo + o] = v;
-        continue;
-      }
       if (gated) {
         const float u = acc[r][c][1] + (bias ? to_f32(bias[simt_weight(p, o, 1)]) : 0.0f);
         v = gate_value(v, u, p.act);
-      } else {
+      } else if (p.epilogue != Epilogue::down) {
         v = act_value(v, p.act.act);
       }
       static_cast<T*>(p.out)[row * p.ldo + o] = from_f32<T>(v);

@@ -6,7 +6,8 @@
 //
 //   GEMM1 (gate_up): A = gathered token rows of hidden_states, epilogue = bias + gate/activation,
 //                    writes the intermediate [rows, I] in the activation dtype.
-//   GEMM2 (down):    A = the intermediate, epilogue = bias, writes y [rows, H] in fp32.
+//   GEMM2 (down):    A = the intermediate, epilogue = bias, writes y [rows, H] in the activation
+//                    dtype (rounded once from the fp32 accumulators, as transformers rounds it).
 //
 // Weights are either [N, K] (the default layout, K contiguous; ldmatrix) or [K, N] (transposed;
 // ldmatrix.trans). With the concatenated gate layout the loader places gate rows i..i+7 next to
@@ -31,7 +32,7 @@ enum class Epilogue : int {
   gate_concatenated,  // GEMM1, gate = rows [0, I), up = rows [I, 2I)
   gate_interleaved,   // GEMM1, gate = even rows, up = odd rows
   no_gate,            // GEMM1, act(up)
-  down,               // GEMM2, + bias, fp32 out
+  down,               // GEMM2, + bias, out in the activation dtype
 };
 
 struct GroupedGemmParams {
@@ -334,14 +335,11 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_tc
         if (lr >= tile.rows) continue;
         const std::int64_t row = tile.row0 + lr;
         if (p.epilogue == Epilogue::down) {
-          float* out = static_cast<float*>(p.out) + row * p.ldo;
+          T* out = static_cast<T*>(p.out) + row * p.ldo;
 #pragma unroll
           for (int j = 0; j < MMA_N; ++j) {
             const int n = n_block * BN + wn0 + j * 8 + t4 * 2;
-            if (n < p.n_weights) {
-              const float2 v = make_float2(acc[i][j][2 * h] + bias_at(n), acc[i][j][2 * h + 1] + bias_at(n + 1));
-              *reinterpret_cast<float2*>(out + n) = v;
-            }
+            if (n < p.n_weights) store_pair<T>(out + n, acc[i][j][2 * h] + bias_at(n), acc[i][j][2 * h + 1] + bias_at(n + 1));
           }
         } else if (p.epilogue == Epilogue::gate_concatenated) {
           T* out = static_cast<T*>(p.out) + row * p.ldo;

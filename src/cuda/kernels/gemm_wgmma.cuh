@@ -328,14 +328,11 @@ __device__ __forceinline__ void wgmma_store_rows_act(const GroupedGemmParams& p,
     if (lr >= tile.rows) continue;
     const std::int64_t row = tile.row0 + lr;
     if (p.epilogue == Epilogue::down) {
-      float* out = static_cast<float*>(p.out) + row * p.ldo;
+      T* out = static_cast<T*>(p.out) + row * p.ldo;
 #pragma unroll
       for (int j = 0; j < NJ; ++j) {
         const int n = n_block * BN + j * 8 + t4 * 2;
-        if (n < p.n_weights) {
-          const float2 v = make_float2(acc[4 * j + 2 * h] + bias_at(n), acc[4 * j + 2 * h + 1] + bias_at(n + 1));
-          *reinterpret_cast<float2*>(out + n) = v;
-        }
+        if (n < p.n_weights) store_pair<T>(out + n, acc[4 * j + 2 * h] + bias_at(n), acc[4 * j + 2 * h + 1] + bias_at(n + 1));
       }
     } else if (p.epilogue == Epilogue::gate_concatenated) {
       T* out = static_cast<T*>(p.out) + row * p.ldo;

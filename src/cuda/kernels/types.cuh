@@ -51,6 +51,30 @@ template <> __device__ __forceinline__ void store_pair<__nv_bfloat16>(__nv_bfloa
 template <> __device__ __forceinline__ void store_pair<__half>(__half* p, float a, float b) {
   *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
 }
+template <> __device__ __forceinline__ void store_pair<float>(float* p, float a, float b) {  // p 8-byte aligned
+  *reinterpret_cast<float2*>(p) = make_float2(a, b);
+}
+
+// The two 16-bit elements of a 4-byte word (the lower address in the low half) as fp32, exactly.
+template <class T> __device__ __forceinline__ float2 unpack_pair(unsigned bits);
+template <> __device__ __forceinline__ float2 unpack_pair<__nv_bfloat16>(unsigned bits) {
+  return make_float2(__uint_as_float(bits << 16), __uint_as_float(bits & 0xffff0000u));
+}
+template <> __device__ __forceinline__ float2 unpack_pair<__half>(unsigned bits) {
+  return make_float2(__half2float(__ushort_as_half(static_cast<unsigned short>(bits & 0xffffu))),
+                     __half2float(__ushort_as_half(static_cast<unsigned short>(bits >> 16))));
+}
+
+// Two outputs rounded as from_f32 into one 4-byte word (the first in the low half): the inverse
+// of unpack_pair.
+template <class T> __device__ __forceinline__ unsigned pack_pair(float a, float b);
+template <> __device__ __forceinline__ unsigned pack_pair<__nv_bfloat16>(float a, float b) {
+  return unsigned(__bfloat16_as_ushort(__float2bfloat16_rn(a))) |
+         (unsigned(__bfloat16_as_ushort(__float2bfloat16_rn(b))) << 16);
+}
+template <> __device__ __forceinline__ unsigned pack_pair<__half>(float a, float b) {
+  return unsigned(__half_as_ushort(__float2half_rn(a))) | (unsigned(__half_as_ushort(__float2half_rn(b))) << 16);
+}
 
 // An expert id is usable only when 0 <= id < E. Sentinels (>= E) contribute nothing by contract;
 // negative ids are errors the host cannot see without a sync, so the kernels treat them exactly
