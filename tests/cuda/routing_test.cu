@@ -1,4 +1,4 @@
-// The grouped routing's chunked path (more than kRoutingChunkPairs pairs: count, scan, scatter
+// The grouped routing's chunked path (more than kRoutingOneCtaPairs pairs: count, scan, scatter
 // over chunks) against the one-CTA kernel: the same offsets, permutation, inverse, tiles and tile
 // count, bit for bit; and the permutation is stable (an expert's pairs in their original order).
 // Ids include sentinels (>= E) and negative ids, which route nowhere.
@@ -72,7 +72,7 @@ struct Case {
 
 TEST(CudaRouting, ChunkedMatchesOneCtaAndIsStable) {
   MOEKIT_SKIP_WITHOUT_GPU();
-  // 2 chunks with a short last one, 16 chunks, few experts (long runs), E = 1000 (most threads
+  // 5 chunks with a short last one, 64 chunks, few experts (long runs), E = 1000 (most threads
   // of the scan busy), and more pairs than kMaxRoutingChunks chunks of the minimum size.
   for (const Case c : {Case{600, 8, 128, 128}, Case{8192, 8, 128, 128}, Case{5000, 2, 8, 64}, Case{3001, 4, 1000, 16},
                        Case{140000, 8, 256, 128}}) {

@@ -2,7 +2,7 @@
 //
 // grouped: per-expert counts and offsets, a stable permutation (sorted position -> pair p = t*K + k,
 // pairs of one expert in their original order) and its inverse, and the list of BM-row tiles the
-// grouped GEMMs walk. Up to kRoutingChunkPairs pairs one CTA (E <= 1024 fits one scan), beyond a
+// grouped GEMMs walk. Up to kRoutingOneCtaPairs pairs one CTA (E <= 1024 fits one scan), beyond a
 // count, a scan and a scatter over chunks of pairs; both give the same, deterministic result.
 // batched: one tile per pair, in pair order; the inverse is the identity (or -1 for a sentinel).
 #pragma once
@@ -18,19 +18,21 @@ namespace moekit::cuda::kernels {
 inline constexpr int kMaxExperts = 1024;
 inline constexpr int kMaxTopK = 32;
 inline constexpr int kRoutingThreads = 1024;
-// The grouped routing runs on one CTA up to kRoutingChunkPairs pairs, beyond on one CTA per chunk
-// of routing_chunk_pairs(N) pairs (a multiple of kRoutingThreads), at most kMaxRoutingChunks of
-// them (their per-expert counts are workspace: chunks x E ints).
-inline constexpr int kRoutingChunkPairs = 4096;
+// The grouped routing runs on one CTA up to kRoutingOneCtaPairs pairs, beyond on one CTA per chunk
+// of routing_chunk_pairs(N) pairs (a multiple of kRoutingThreads: one pass of the CTA's threads
+// at the smallest), at most kMaxRoutingChunks of them (their per-expert counts are workspace:
+// chunks x E ints). A chunk's stable scatter takes about 4 us per 1024 pairs, so the chunks are as
+// small as that bound allows (docs/perf-notes.md v12).
+inline constexpr int kRoutingOneCtaPairs = 4096;
 inline constexpr int kMaxRoutingChunks = 256;
 inline int routing_chunk_pairs(std::int64_t n) {
   const std::int64_t per = (n + kMaxRoutingChunks - 1) / kMaxRoutingChunks;
-  const std::int64_t rounded = (per + kRoutingThreads - 1) / kRoutingThreads * kRoutingThreads;
-  return int(rounded > kRoutingChunkPairs ? rounded : kRoutingChunkPairs);
+  return int((per + kRoutingThreads - 1) / kRoutingThreads * kRoutingThreads);
 }
 inline int routing_chunks(std::int64_t n) {
+  if (n <= kRoutingOneCtaPairs) return 1;
   const std::int64_t c = routing_chunk_pairs(n);
-  return n <= c ? 1 : int((n + c - 1) / c);
+  return int((n + c - 1) / c);
 }
 
 template <class Id>
