@@ -339,7 +339,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) grouped_gemm_tc
 #pragma unroll
           for (int j = 0; j < MMA_N; ++j) {
             const int n = n_block * BN + wn0 + j * 8 + t4 * 2;
-            if (n < p.n_weights) store_pair<T>(out + n, acc[i][j][2 * h] + bias_at(n), acc[i][j][2 * h + 1] + bias_at(n + 1));
+            if (n < p.n_weights)
+              store_pair<T>(out + n, acc[i][j][2 * h] + bias_at(n), acc[i][j][2 * h + 1] + bias_at(n + 1));
           }
         } else if (p.epilogue == Epilogue::gate_concatenated) {
           T* out = static_cast<T*>(p.out) + row * p.ldo;

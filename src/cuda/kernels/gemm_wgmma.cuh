@@ -332,7 +332,8 @@ __device__ __forceinline__ void wgmma_store_rows_act(const GroupedGemmParams& p,
 #pragma unroll
       for (int j = 0; j < NJ; ++j) {
         const int n = n_block * BN + j * 8 + t4 * 2;
-        if (n < p.n_weights) store_pair<T>(out + n, acc[4 * j + 2 * h] + bias_at(n), acc[4 * j + 2 * h + 1] + bias_at(n + 1));
+        if (n < p.n_weights)
+          store_pair<T>(out + n, acc[4 * j + 2 * h] + bias_at(n), acc[4 * j + 2 * h + 1] + bias_at(n + 1));
       }
     } else if (p.epilogue == Epilogue::gate_concatenated) {
       T* out = static_cast<T*>(p.out) + row * p.ldo;

@@ -51,9 +51,6 @@ template <> __device__ __forceinline__ void store_pair<__nv_bfloat16>(__nv_bfloa
 template <> __device__ __forceinline__ void store_pair<__half>(__half* p, float a, float b) {
   *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
 }
-template <> __device__ __forceinline__ void store_pair<float>(float* p, float a, float b) {  // p 8-byte aligned
-  *reinterpret_cast<float2*>(p) = make_float2(a, b);
-}
 
 // The two 16-bit elements of a 4-byte word (the lower address in the low half) as fp32, exactly.
 template <class T> __device__ __forceinline__ float2 unpack_pair(unsigned bits);
