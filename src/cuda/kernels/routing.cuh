@@ -22,7 +22,7 @@ inline constexpr int kRoutingThreads = 1024;
 // of routing_chunk_pairs(N) pairs (a multiple of kRoutingThreads: one pass of the CTA's threads
 // at the smallest), at most kMaxRoutingChunks of them (their per-expert counts are workspace:
 // chunks x E ints). A chunk's stable scatter takes about 4 us per 1024 pairs, so the chunks are as
-// small as that bound allows (docs/perf-notes.md v12).
+// small as that bound allows (docs/perf-notes.md v12b).
 inline constexpr int kRoutingOneCtaPairs = 4096;
 inline constexpr int kMaxRoutingChunks = 256;
 inline int routing_chunk_pairs(std::int64_t n) {
@@ -135,7 +135,7 @@ __device__ __forceinline__ void scatter_pairs(const Id* ids, std::int64_t id_str
   }
 }
 
-// Up to kRoutingChunkPairs pairs: one CTA does it all.
+// Up to kRoutingOneCtaPairs pairs: one CTA does it all.
 template <class Id>
 __global__ void __launch_bounds__(kRoutingThreads)
     grouped_routing_kernel(const Id* ids, std::int64_t id_stride, int T, int K, int E, int bm, int* offsets,

@@ -42,17 +42,23 @@ template <> __device__ __forceinline__ float from_f32<float>(float v) { return v
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 
-// Two adjacent 16-bit outputs in one 4-byte store (p 4-byte aligned), rounded as two from_f32:
-// the GEMM epilogues write (column, column + 1) pairs, and one store each halves their stores.
-template <class T> __device__ __forceinline__ void store_pair(T* p, float a, float b);
-template <> __device__ __forceinline__ void store_pair<__nv_bfloat16>(__nv_bfloat16* p, float a, float b) {
-  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+// Two outputs rounded as two from_f32 into one 4-byte word (the first in the low half, i.e. at
+// the lower address).
+template <class T> __device__ __forceinline__ unsigned pack_pair(float a, float b);
+template <> __device__ __forceinline__ unsigned pack_pair<__nv_bfloat16>(float a, float b) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+  unsigned bits;
+  __builtin_memcpy(&bits, &v, sizeof(bits));
+  return bits;
 }
-template <> __device__ __forceinline__ void store_pair<__half>(__half* p, float a, float b) {
-  *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
+template <> __device__ __forceinline__ unsigned pack_pair<__half>(float a, float b) {
+  const __half2 v = __floats2half2_rn(a, b);
+  unsigned bits;
+  __builtin_memcpy(&bits, &v, sizeof(bits));
+  return bits;
 }
 
-// The two 16-bit elements of a 4-byte word (the lower address in the low half) as fp32, exactly.
+// The inverse: the two 16-bit elements of a 4-byte word as fp32, exactly.
 template <class T> __device__ __forceinline__ float2 unpack_pair(unsigned bits);
 template <> __device__ __forceinline__ float2 unpack_pair<__nv_bfloat16>(unsigned bits) {
   return make_float2(__uint_as_float(bits << 16), __uint_as_float(bits & 0xffff0000u));
@@ -62,15 +68,11 @@ template <> __device__ __forceinline__ float2 unpack_pair<__half>(unsigned bits)
                      __half2float(__ushort_as_half(static_cast<unsigned short>(bits >> 16))));
 }
 
-// Two outputs rounded as from_f32 into one 4-byte word (the first in the low half): the inverse
-// of unpack_pair.
-template <class T> __device__ __forceinline__ unsigned pack_pair(float a, float b);
-template <> __device__ __forceinline__ unsigned pack_pair<__nv_bfloat16>(float a, float b) {
-  return unsigned(__bfloat16_as_ushort(__float2bfloat16_rn(a))) |
-         (unsigned(__bfloat16_as_ushort(__float2bfloat16_rn(b))) << 16);
-}
-template <> __device__ __forceinline__ unsigned pack_pair<__half>(float a, float b) {
-  return unsigned(__half_as_ushort(__float2half_rn(a))) | (unsigned(__half_as_ushort(__float2half_rn(b))) << 16);
+// Two adjacent 16-bit outputs in one 4-byte store (p 4-byte aligned): the GEMM epilogues write
+// (column, column + 1) pairs, and one store each halves their stores.
+template <class T>
+__device__ __forceinline__ void store_pair(T* p, float a, float b) {
+  *reinterpret_cast<unsigned*>(p) = pack_pair<T>(a, b);
 }
 
 // An expert id is usable only when 0 <= id < E. Sentinels (>= E) contribute nothing by contract;
