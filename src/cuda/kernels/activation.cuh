@@ -13,14 +13,18 @@ struct ActParams {
   float limit = 7.0f;
 };
 
-// Accurate libm versions (no fast-math intrinsics): f32 results must stay within 1e-5 of float64.
+// Accurate libm functions (expf, erff, tanhf; no fast-math exponentials): f32 results must stay
+// within 1e-5 of float64. The sigmoid's division is __fdividef (within 2 ulp, no branch): the IEEE
+// division's slow-path branch fenced every output off from the next, so an unrolled epilogue ran
+// its 64 sigmoids one after another (docs/perf-notes.md v13). For a divisor past 2^126 (v < -87)
+// it gives 0 where the IEEE division gives v / d, below 1e-36 in magnitude.
 // The activation is a template argument in the GEMM epilogues: they are unrolled over dozens of
 // accumulators, and a switch on the activation at every element put all five activations' code
 // between two stores; the kernels then spent a fifth of their issue slots waiting on instruction
 // fetch (docs/perf-notes.md v10). with_act() switches once, outside the unrolled loops.
 template <Act A>
 __device__ __forceinline__ float act_value(float v) {
-  if constexpr (A == Act::silu) return v / (1.0f + expf(-v));
+  if constexpr (A == Act::silu) return __fdividef(v, 1.0f + expf(-v));
   else if constexpr (A == Act::gelu) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
   else if constexpr (A == Act::gelu_tanh)
     return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
@@ -33,7 +37,7 @@ __device__ __forceinline__ float gate_value(float g, float u, const ActParams& p
   if constexpr (A == Act::clamped_swiglu) {
     g = fminf(g, p.limit);
     u = fminf(fmaxf(u, -p.limit), p.limit);
-    return (u + 1.0f) * g / (1.0f + expf(-p.alpha * g));
+    return __fdividef((u + 1.0f) * g, 1.0f + expf(-p.alpha * g));
   } else {
     return act_value<A>(g) * u;
   }

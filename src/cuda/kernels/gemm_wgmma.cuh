@@ -312,10 +312,9 @@ struct WgmmaStageLoader {
 // The epilogue of one warp's 16 rows of a 64-row wgmma accumulator (m64nBNk16 layout:
 // acc[4 j + c] = row g (+8 for c >= 2) of the warp's 16, column 8 j + 2 t4 (+1)). wm0 = the
 // warp's first tile-local row. Same stores as the mma.sync kernel's epilogue (gemm_tc.cuh).
-// Concatenated gate: kGateHalves = false pairs column block 2q (gate) with 2q + 1 (up), the
-// loader's interleave by 8 rows; true pairs block q with q + BN / 16 (variant 5's TMA boxes put
-// the slice's BN / 2 gate rows first, then the BN / 2 up rows).
-template <class T, int BN, bool kGateHalves, Act kAct>
+// Concatenated gate: column block 2q (gate) pairs with 2q + 1 (up), the loader's interleave by 8
+// rows (variants 5 and 6 write this epilogue through shared memory: wgmma_stage_rows_act).
+template <class T, int BN, Act kAct>
 __device__ __forceinline__ void wgmma_store_rows_act(const GroupedGemmParams& p, const Tile& tile, int n_block,
                                                      const float (&acc)[BN / 2], int wm0, int lane) {
   const int g = lane >> 2, t4 = lane & 3;
@@ -340,14 +339,12 @@ __device__ __forceinline__ void wgmma_store_rows_act(const GroupedGemmParams& p,
 #pragma unroll
       for (int q = 0; q < NJ / 2; ++q) {
         const int ii = n_block * (BN / 2) + q * 8 + t4 * 2;
-        constexpr int kUp = kGateHalves ? NJ / 2 : 1;  // column blocks from a gate block to its up block
-        const int jg = kGateHalves ? q : 2 * q;
         if (ii < p.inter) {
           float v[2];
 #pragma unroll
           for (int c = 0; c < 2; ++c)
-            v[c] = gate_value<kAct>(acc[4 * jg + 2 * h + c] + bias_at(ii + c),
-                                    acc[4 * (jg + kUp) + 2 * h + c] + bias_at(p.inter + ii + c), p.act);
+            v[c] = gate_value<kAct>(acc[4 * (2 * q) + 2 * h + c] + bias_at(ii + c),
+                                    acc[4 * (2 * q + 1) + 2 * h + c] + bias_at(p.inter + ii + c), p.act);
           store_pair<T>(out + ii, v[0], v[1]);  // ii even, I a multiple of 8
         }
       }
@@ -375,11 +372,11 @@ __device__ __forceinline__ void wgmma_store_rows_act(const GroupedGemmParams& p,
 }
 
 // The epilogue with the activation fixed per call (with_epilogue_act).
-template <class T, int BN, bool kGateHalves = false>
+template <class T, int BN>
 __device__ __forceinline__ void wgmma_store_rows(const GroupedGemmParams& p, const Tile& tile, int n_block,
                                                  const float (&acc)[BN / 2], int wm0, int lane) {
   with_epilogue_act(p, [&](auto a) {
-    wgmma_store_rows_act<T, BN, kGateHalves, decltype(a)::value>(p, tile, n_block, acc, wm0, lane);
+    wgmma_store_rows_act<T, BN, decltype(a)::value>(p, tile, n_block, acc, wm0, lane);
   });
 }
 #endif

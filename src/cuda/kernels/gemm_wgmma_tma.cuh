@@ -33,12 +33,13 @@
 //     with wgmma.m64n256k16 over all 256 columns; each warp releases a stage (empty[s], one
 //     arrival per warp, variant 6: in both CTAs) once the wgmma group that read it has
 //     completed. A consumer whose 64 rows are all past the tile issues no wgmma but still waits
-//     and releases each stage.
+//     and releases each stage. Then each consumer warp writes its 16 rows of outputs through its
+//     own staging region in shared memory (wgmma_stage_rows) and starts its next item.
 // Weights as TMA sees them: concatenated gate [E, 2, I, K] (box 64 k x 128 rows x 1 x 1, one box
-// for the slice's 128 gate rows then one for the matching 128 up rows: wgmma_store_rows'
-// kGateHalves), otherwise [E, N, K] (box 64 x 128 x 1, two per stage). Rows and k past the
-// extents arrive as zeros, and the whole box always counts towards the transaction bytes, also a
-// box wholly past the weights (tests/cuda/wgmma_test.cpp has one).
+// for the slice's 128 gate rows then one for the matching 128 up rows, so the epilogue pairs
+// column block q with q + 16), otherwise [E, N, K] (box 64 x 128 x 1, two per stage). Rows and k
+// past the extents arrive as zeros, and the whole box always counts towards the transaction
+// bytes, also a box wholly past the weights (tests/cuda/wgmma_test.cpp has one).
 //
 // Items, order and parity rules are variant 4's (gemm_wgmma.cuh): items in item_tile's raster,
 // CTA b takes b, b + grid, ... (variant 6: pair q of the cluster's walk, tma_step); every thread
@@ -64,6 +65,27 @@
 
 namespace moekit::cuda::kernels {
 
+// The staged epilogue's shared memory, one region per consumer warp: the warp's 16 tile rows x 128
+// 16-bit output columns, row-major (a row's 256 bytes are read back as 16 chunks of 16 bytes by
+// half a warp). Rows are 272 bytes apart inside each group of 8 (the 8 rows one stmatrix matrix
+// writes then start on 8 different 16-byte bank groups: no bank conflict); the two groups are
+// packed back to back (2160 bytes, a multiple of 16), which keeps all 8 regions within the
+// shared-memory budget with 4 stages.
+struct StagingLayout {
+  static constexpr int ROW_BYTES = 256, ROW_STRIDE = ROW_BYTES + 16;
+  static constexpr int GROUP_BYTES = 7 * ROW_STRIDE + ROW_BYTES;
+  static constexpr int WARP_BYTES = 2 * GROUP_BYTES;
+  __host__ __device__ static constexpr unsigned row_offset(int r) {
+    return unsigned((r >> 3) * GROUP_BYTES + (r & 7) * ROW_STRIDE);
+  }
+};
+
+// An item's output columns: the gated ones (gate_concatenated, gate_interleaved: BN / 2 of the
+// I), else BN of the n_weights.
+__host__ __device__ constexpr bool gated_epilogue(Epilogue e) {
+  return e == Epilogue::gate_concatenated || e == Epilogue::gate_interleaved;
+}
+
 template <int STAGES_, int CLUSTER_>
 struct WgmmaTmaConfig {
   static constexpr int BM = 128, BN = 256, BK = 64, STAGES = STAGES_, CLUSTER = CLUSTER_;
@@ -73,7 +95,8 @@ struct WgmmaTmaConfig {
   static constexpr unsigned B_STAGE_BYTES = B_STAGE * 2;
   static constexpr int TILE_BYTES = STAGES * (A_STAGE + B_STAGE) * 2;
   static constexpr int BARRIER_BYTES = 2 * STAGES * 8;  // full[], empty[]
-  static constexpr int SMEM_BYTES = TILE_BYTES + BARRIER_BYTES + 1024;  // + alignment slack
+  static constexpr int STAGING_BYTES = 8 * StagingLayout::WARP_BYTES;  // one region per consumer warp
+  static constexpr int SMEM_BYTES = TILE_BYTES + BARRIER_BYTES + STAGING_BYTES + 1024;  // + alignment slack
   static constexpr unsigned FULL_ARRIVALS = 128 + 1;  // the producer's cp.async arrivals + the TMA arming
   static constexpr unsigned EMPTY_ARRIVALS = 8 * CLUSTER;  // one per consumer warp of each CTA of the cluster
   static_assert(CLUSTER == 1 || CLUSTER == 2, "a CTA alone or a pair");
@@ -219,9 +242,145 @@ __device__ __forceinline__ void tma_consumer_mainloop(float (&acc)[Cfg::BN / 2],
     if (prev >= 0) release(prev);
   }
 }
+
+// ---- the staged epilogue ----
+// A direct epilogue (wgmma_store_rows, the other wgmma kernels') stores each thread's column pairs
+// from registers: 64 4-byte stores per thread, each warp instruction touching 8 rows, while both
+// consumer warpgroups hold the tensor cores idle (with the epilogue switched off, solar T = 8192's
+// down GEMM took 1.06 instead of 1.50 ms: docs/perf-notes.md v13). Here each warp packs its 16 rows
+// into its staging region (stmatrix, one instruction per 16 x 16 block) and writes them out as
+// whole 256-byte rows, 16 bytes per lane: 8 or 16 stores per thread instead of 64. The biases are
+// added first, as one batch of loads. The values and their rounding are the direct epilogue's, so
+// the outputs are bitwise equal (tests/cuda/wgmma_test.cpp). Handing the rows to the bulk-copy
+// unit (cp.async.bulk) instead measured the same (v13).
+__device__ __forceinline__ void stmatrix_x4(unsigned addr, unsigned r0, unsigned r1, unsigned r2, unsigned r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+               "r"(r2), "r"(r3)
+               : "memory");
+}
+template <class T>
+__device__ __forceinline__ void st_shared_16(unsigned addr, T v) {
+  unsigned short bits;
+  __builtin_memcpy(&bits, &v, sizeof(bits));
+  asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(addr), "h"(bits) : "memory");
+}
+__device__ __forceinline__ uint4 ld_shared_16B(unsigned addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+
+// The warp's rows [wm0, wm0 + 16) of the tile through its staging region, 128 output columns per
+// pass: the gated epilogues in one pass, down and no_gate in two.
+template <class T, int BN, Act kAct, Epilogue kEpi>
+__device__ __forceinline__ void wgmma_stage_rows_act(const GroupedGemmParams& p, const Tile& tile, int n_block,
+                                                     float (&acc)[BN / 2], int wm0, int lane, unsigned staging) {
+  static_assert(BN == 256, "two 128-column passes, or 128 gated columns");
+  constexpr bool kGated = gated_epilogue(kEpi);
+  constexpr int PASSES = kGated ? 1 : 2;
+  const int g = lane >> 2, t4 = lane & 3;
+  const int limit = kGated ? p.inter : p.n_weights;  // output columns
+  if (p.bias != nullptr) {
+    // Each accumulator column's bias, added in place: one batch of loads, none in the chains below.
+    const T* bias = static_cast<const T*>(p.bias) + std::int64_t(tile.expert) * p.n_weights;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int n = j * 8 + 2 * t4 + c;  // the accumulator column
+        int w;                             // its weight row
+        if constexpr (kEpi == Epilogue::gate_concatenated)  // the stage's gate rows, then its up rows
+          w = (n < BN / 2 ? 0 : p.inter) + n_block * (BN / 2) + n % (BN / 2);
+        else
+          w = n_block * BN + n;
+        const bool valid = kEpi == Epilogue::gate_concatenated ? n_block * (BN / 2) + n % (BN / 2) < p.inter
+                                                               : w < p.n_weights;
+        const float b = valid ? to_f32(bias[w]) : 0.0f;
+        acc[4 * j + c] += b;
+        acc[4 * j + 2 + c] += b;
+      }
+    }
+  }
+#pragma unroll
+  for (int pass = 0; pass < PASSES; ++pass) {
+    __syncwarp();  // the warp's earlier reads of the region are done
+    const int col0 = kGated ? n_block * (BN / 2) : n_block * BN + pass * 128;
+    if constexpr (kEpi == Epilogue::gate_interleaved) {
+      // Column block j holds 4 (gate, up) pairs: one output per thread and row, 2-byte stores
+      // (rows 272 bytes apart: the 8 rows of a store fall on 8 different bank groups).
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int w = n_block * BN + j * 8 + t4 * 2;  // the gate row
+          const float v = gate_value<kAct>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1], p.act);
+          st_shared_16(staging + StagingLayout::row_offset(g + 8 * h) + unsigned(j * 4 + t4) * 2u, from_f32<T>(v));
+        }
+      }
+    } else {
+      // stmatrix_x4 writes four 8 x 8 matrices: (rows 0-7, block q), (rows 8-15, block q), (rows
+      // 0-7, block q + 1), (rows 8-15, block q + 1); lane l gives row l % 8 of matrix l / 8.
+      const unsigned lane_addr =
+          staging + StagingLayout::row_offset((lane & 7) + 8 * ((lane >> 3) & 1)) + 16u * unsigned(lane >> 4);
+#pragma unroll
+      for (int q = 0; q < 16; q += 2) {
+        unsigned r[4];
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+          const int b = q + (m >> 1), h = m & 1;  // output block, row half
+          float v[2];
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            if constexpr (kEpi == Epilogue::gate_concatenated) {  // block b's gate, b + 16 its up
+              v[c] = gate_value<kAct>(acc[4 * b + 2 * h + c], acc[4 * (b + 16) + 2 * h + c], p.act);
+            } else {
+              const float x = acc[4 * (16 * pass + b) + 2 * h + c];
+              v[c] = kEpi == Epilogue::down ? x : act_value<kAct>(x);
+            }
+          }
+          r[m] = pack_pair<T>(v[0], v[1]);
+        }
+        stmatrix_x4(lane_addr + 16u * unsigned(q), r[0], r[1], r[2], r[3]);
+      }
+    }
+    __syncwarp();  // the warp's rows are staged
+    // Out: 16-byte chunks, half a warp per 256-byte row, two rows per instruction.
+    T* const out = static_cast<T*>(p.out) + (tile.row0 + wm0) * p.ldo + col0;
+    const int chunk = lane & 15, col = col0 + chunk * 8;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int r = 2 * i + (lane >> 4);
+      if (wm0 + r < tile.rows && col < limit)
+        *reinterpret_cast<uint4*>(out + r * p.ldo + chunk * 8) =
+            ld_shared_16B(staging + StagingLayout::row_offset(r) + unsigned(chunk) * 16u);
+    }
+  }
+}
+
+// The epilogue of a kernel instantiated for one activation (kAct; the down GEMM has none).
+template <class T, int BN, Act kAct>
+__device__ __forceinline__ void wgmma_stage_rows(const GroupedGemmParams& p, const Tile& tile, int n_block,
+                                                 float (&acc)[BN / 2], int wm0, int lane, unsigned staging) {
+  switch (p.epilogue) {
+    case Epilogue::down:
+      wgmma_stage_rows_act<T, BN, kAct, Epilogue::down>(p, tile, n_block, acc, wm0, lane, staging);
+      break;
+    case Epilogue::gate_concatenated:
+      wgmma_stage_rows_act<T, BN, kAct, Epilogue::gate_concatenated>(p, tile, n_block, acc, wm0, lane, staging);
+      break;
+    case Epilogue::gate_interleaved:
+      wgmma_stage_rows_act<T, BN, kAct, Epilogue::gate_interleaved>(p, tile, n_block, acc, wm0, lane, staging);
+      break;
+    default: wgmma_stage_rows_act<T, BN, kAct, Epilogue::no_gate>(p, tile, n_block, acc, wm0, lane, staging);
+  }
+}
 #endif
 
-template <class T, class Cfg>
+// One kernel per activation (kAct = p.act.act; the down GEMM takes the silu one, which it does not
+// apply): with the five activations' epilogues in one kernel, ptxas (168 registers at 384
+// threads, the 128 accumulators live into the epilogue) spilled, and the spills cost 5-8% of the
+// down GEMM where no activation runs at all (docs/perf-notes.md v13).
+template <class T, class Cfg, Act kAct>
 __global__ void __launch_bounds__(Cfg::THREADS, 1)
     grouped_gemm_wgmma_tma_kernel(const GroupedGemmParams p, const __grid_constant__ CUtensorMap b_map) {
 #ifdef MOEKIT_WGMMA_DEVICE
@@ -302,6 +461,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
     const int warp_in_wg = (tid >> 5) & 3;
     const unsigned a_base = smem_u32(sA) + unsigned(c * 64 * BK * 2), b_base = smem_u32(sB);
     const bool lane0 = lane == 0;
+    const unsigned staging = smem_u32(smem + Cfg::TILE_BYTES + Cfg::BARRIER_BYTES) +
+                             unsigned(((tid >> 5) - 4) * StagingLayout::WARP_BYTES);
     float acc[BN / 2];
     int it0 = 0;  // the CTA's k-tiles before this step
     for (int step = first_step; step < steps; step += step_stride) {
@@ -318,8 +479,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1)
       tma_consumer_mainloop<T, Cfg, true>(acc, a_base, b_base, full0, empty0, peer_empty0, it0, ktiles, lane0);
       it0 += ktiles;
       wgmma_fence_operands(acc);
-      if (gate_halves) wgmma_store_rows<T, BN, true>(p, st.tile, st.n_block, acc, c * 64 + warp_in_wg * 16, lane);
-      else wgmma_store_rows<T, BN, false>(p, st.tile, st.n_block, acc, c * 64 + warp_in_wg * 16, lane);
+      const int wm0 = c * 64 + warp_in_wg * 16;
+      if (wm0 < st.tile.rows) wgmma_stage_rows<T, BN, kAct>(p, st.tile, st.n_block, acc, wm0, lane, staging);
     }
   }
   if constexpr (CLUSTER == 2) cluster_sync();
@@ -372,13 +533,18 @@ cudaError_t encode_weight_map(const GroupedGemmParams& p, CUtensorMap& map) {
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <class T, class Cfg>
-cudaError_t launch_grouped_gemm_wgmma_tma(const GroupedGemmParams& p, int tile_slots, cudaStream_t stream) {
-  auto kernel = grouped_gemm_wgmma_tma_kernel<T, Cfg>;
+template <class T, class Cfg, Act kAct>
+cudaError_t launch_grouped_gemm_wgmma_tma_act(const GroupedGemmParams& p, int tile_slots, cudaStream_t stream) {
+  auto kernel = grouped_gemm_wgmma_tma_kernel<T, Cfg, kAct>;
   GroupedGemmParams q;
   unsigned grid = 0;
   cudaError_t err = persistent_launch_shape<Cfg>(kernel, p, tile_slots, q, grid);
   if (err != cudaSuccess || grid == 0) return err;
+  // The epilogue writes whole 16-byte units: the pipeline's h and y (16-byte aligned workspace
+  // sections, rows of I or H elements, both multiples of 8) always qualify.
+  const int out_cols = gated_epilogue(p.epilogue) ? p.inter : p.n_weights;
+  if (reinterpret_cast<std::uintptr_t>(p.out) % 16 != 0 || (p.ldo * 2) % 16 != 0 || out_cols % 8 != 0)
+    return cudaErrorInvalidValue;
   CUtensorMap map;
   if ((err = encode_weight_map<T, Cfg>(p, map)) != cudaSuccess) return err;
   if constexpr (Cfg::CLUSTER == 1) {
@@ -406,6 +572,19 @@ cudaError_t launch_grouped_gemm_wgmma_tma(const GroupedGemmParams& p, int tile_s
     if ((err = cudaLaunchKernelEx(&config, kernel, q, map)) != cudaSuccess) return err;
   }
   return cudaGetLastError();
+}
+
+template <class T, class Cfg>
+cudaError_t launch_grouped_gemm_wgmma_tma(const GroupedGemmParams& p, int tile_slots, cudaStream_t stream) {
+  switch (p.epilogue == Epilogue::down ? Act::silu : p.act.act) {
+    case Act::silu: return launch_grouped_gemm_wgmma_tma_act<T, Cfg, Act::silu>(p, tile_slots, stream);
+    case Act::gelu: return launch_grouped_gemm_wgmma_tma_act<T, Cfg, Act::gelu>(p, tile_slots, stream);
+    case Act::gelu_tanh: return launch_grouped_gemm_wgmma_tma_act<T, Cfg, Act::gelu_tanh>(p, tile_slots, stream);
+    case Act::relu: return launch_grouped_gemm_wgmma_tma_act<T, Cfg, Act::relu>(p, tile_slots, stream);
+    case Act::clamped_swiglu:
+      return launch_grouped_gemm_wgmma_tma_act<T, Cfg, Act::clamped_swiglu>(p, tile_slots, stream);
+  }
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace moekit::cuda::kernels
