@@ -48,9 +48,9 @@ struct ActTag {
   static constexpr Act value = A;
 };
 
-// f(ActTag<a>{}) for the runtime activation a.
+// f(ActTag<a>{}) for the runtime activation a (on the host: which kernel instantiation to launch).
 template <class F>
-__device__ __forceinline__ void with_act(Act a, F&& f) {
+__host__ __device__ __forceinline__ void with_act(Act a, F&& f) {
   switch (a) {
     case Act::silu: f(ActTag<Act::silu>{}); break;
     case Act::gelu: f(ActTag<Act::gelu>{}); break;

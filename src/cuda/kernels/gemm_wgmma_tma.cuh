@@ -312,7 +312,6 @@ __device__ __forceinline__ void wgmma_stage_rows_act(const GroupedGemmParams& p,
       for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const int w = n_block * BN + j * 8 + t4 * 2;  // the gate row
           const float v = gate_value<kAct>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1], p.act);
           st_shared_16(staging + StagingLayout::row_offset(g + 8 * h) + unsigned(j * 4 + t4) * 2u, from_f32<T>(v));
         }
@@ -576,15 +575,11 @@ cudaError_t launch_grouped_gemm_wgmma_tma_act(const GroupedGemmParams& p, int ti
 
 template <class T, class Cfg>
 cudaError_t launch_grouped_gemm_wgmma_tma(const GroupedGemmParams& p, int tile_slots, cudaStream_t stream) {
-  switch (p.epilogue == Epilogue::down ? Act::silu : p.act.act) {
-    case Act::silu: return launch_grouped_gemm_wgmma_tma_act<T, Cfg, Act::silu>(p, tile_slots, stream);
-    case Act::gelu: return launch_grouped_gemm_wgmma_tma_act<T, Cfg, Act::gelu>(p, tile_slots, stream);
-    case Act::gelu_tanh: return launch_grouped_gemm_wgmma_tma_act<T, Cfg, Act::gelu_tanh>(p, tile_slots, stream);
-    case Act::relu: return launch_grouped_gemm_wgmma_tma_act<T, Cfg, Act::relu>(p, tile_slots, stream);
-    case Act::clamped_swiglu:
-      return launch_grouped_gemm_wgmma_tma_act<T, Cfg, Act::clamped_swiglu>(p, tile_slots, stream);
-  }
-  return cudaErrorInvalidValue;
+  cudaError_t err = cudaErrorInvalidValue;
+  with_act(p.epilogue == Epilogue::down ? Act::silu : p.act.act, [&](auto a) {
+    err = launch_grouped_gemm_wgmma_tma_act<T, Cfg, decltype(a)::value>(p, tile_slots, stream);
+  });
+  return err;
 }
 
 }  // namespace moekit::cuda::kernels
